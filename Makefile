@@ -1,0 +1,62 @@
+# gvs — build, test, benchmark. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(BIN)/staticcheck
+PKGS := ./...
+# Packages with goroutines or shared state: run under the race detector.
+RACE_PKGS := ./driver/... ./pmd/... ./lb/...
+FUZZTIME ?= 60s
+
+.PHONY: all build test check fmt-check vet staticcheck unit race bench bench-hot fuzz demo clean deps
+
+all: build
+
+deps:
+	$(GO) mod download
+
+build: deps
+	$(GO) build $(PKGS)
+
+$(STATICCHECK):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) $(PKGS)
+
+check: fmt-check vet staticcheck
+
+# Plain run of every package, then the concurrent ones again with -race.
+unit:
+	$(GO) test -count=1 $(PKGS)
+
+race:
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+test: deps check unit race
+	@echo "make test: all checks and tests passed"
+
+# Hot-path microbenchmarks (ns/pkt, allocs/op). Compare runs with benchstat.
+bench-hot:
+	$(GO) test -run '^$$' -bench 'BenchmarkPipeline|BenchmarkWorkers' -benchmem ./pipeline ./pmd
+	$(GO) test -run '^$$' -bench 'BenchmarkSessionTable|BenchmarkMaglevBuild' -benchmem ./lb
+
+bench: bench-hot
+
+# Bounded fuzzing of the packet parser (not part of `make test`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pipeline
+
+demo:
+	@echo "make demo: arrives with the Linux drivers (AF_XDP/AF_PACKET) issue; today run 'make test' or 'make bench-hot'."
+
+clean:
+	rm -rf $(BIN)
