@@ -3,7 +3,9 @@ package lb
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -35,6 +37,7 @@ type Balancer struct {
 	nextSvc  uint32
 	realIDs  map[RealKey]uint32
 	freeIDs  []uint32
+	parked   map[uint32]bool // ids of dropped reals still counted in conns
 	nextReal uint32
 	upSince  map[RealKey]int64     // for slow start
 	draining map[RealKey]drainInfo // removed from config, sessions kept
@@ -76,7 +79,24 @@ func (b *Balancer) Conns() *ConnCounters { return b.conns }
 func (b *Balancer) Config() Config {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.cfg
+	return cloneConfig(b.cfg)
+}
+
+func cloneConfig(c Config) Config {
+	out := c
+	out.Services = make([]Service, len(c.Services))
+	for i, s := range c.Services {
+		s.Reals = append([]Real(nil), s.Reals...)
+		s.LocalAddrs = append([]netip.Addr(nil), s.LocalAddrs...)
+		out.Services[i] = s
+	}
+	if c.NextHops != nil {
+		out.NextHops = make(map[netip.Addr]NextHop, len(c.NextHops))
+		for k, v := range c.NextHops {
+			out.NextHops[k] = v
+		}
+	}
+	return out
 }
 
 // Apply validates cfg, builds a snapshot from it and publishes it. On error
@@ -84,11 +104,13 @@ func (b *Balancer) Config() Config {
 // RemoveDrain stay in the snapshot (not schedulable) until Purge finds them
 // without sessions.
 func (b *Balancer) Apply(cfg Config) error {
+	cfg = cloneConfig(cfg)
 	if err := Validate(&cfg); err != nil {
 		return err
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	saved := b.save()
 	now := b.now().UnixNano()
 
 	// Reals removed by this config start draining (or go at once).
@@ -116,12 +138,34 @@ func (b *Balancer) Apply(cfg Config) error {
 	}
 	snap, err := b.build(cfg, now)
 	if err != nil {
+		b.restore(saved)
 		return err
 	}
 	b.cfg = cfg
 	b.releaseUnused()
 	b.cur.Store(snap)
 	return nil
+}
+
+type balState struct {
+	nextSvc, nextReal uint32
+	g                 uint64
+	svcIDs            map[ServiceKey]uint32
+	realIDs           map[RealKey]uint32
+	freeIDs           []uint32
+	upSince           map[RealKey]int64
+	draining          map[RealKey]drainInfo
+}
+
+func (b *Balancer) save() balState {
+	return balState{g: b.gen, nextSvc: b.nextSvc, nextReal: b.nextReal,
+		svcIDs: maps.Clone(b.svcIDs), realIDs: maps.Clone(b.realIDs), freeIDs: slices.Clone(b.freeIDs),
+		upSince: maps.Clone(b.upSince), draining: maps.Clone(b.draining)}
+}
+
+func (b *Balancer) restore(st balState) {
+	b.gen, b.nextSvc, b.nextReal = st.g, st.nextSvc, st.nextReal
+	b.svcIDs, b.realIDs, b.freeIDs, b.upSince, b.draining = st.svcIDs, st.realIDs, st.freeIDs, st.upSince, st.draining
 }
 
 // Purge drops draining reals that have no sessions left on any worker and
@@ -138,6 +182,7 @@ func (b *Balancer) Purge() (int, error) {
 		}
 	}
 	if n == 0 {
+		b.releaseUnused()
 		return 0, nil
 	}
 	snap, err := b.build(b.cfg, b.now().UnixNano())
@@ -176,6 +221,15 @@ func (b *Balancer) releaseUnused() {
 		if !live[k] {
 			delete(b.realIDs, k)
 			delete(b.upSince, k)
+			if b.parked == nil {
+				b.parked = map[uint32]bool{}
+			}
+			b.parked[id] = true
+		}
+	}
+	for id := range b.parked {
+		if a, i := b.conns.Sum(id); a+i == 0 {
+			delete(b.parked, id)
 			b.freeIDs = append(b.freeIDs, id)
 		}
 	}
@@ -227,7 +281,7 @@ func (b *Balancer) build(cfg Config, now int64) (*Snapshot, error) {
 	if old := b.cur.Load(); old != nil {
 		for i := range old.Reals {
 			r := &old.Reals[i]
-			prevUp[r.Key] = r.State == RealUp && !r.Removed
+			prevUp[r.Key] = r.State == RealUp && !r.Removed && r.NextHop.OK
 		}
 	}
 
@@ -249,7 +303,7 @@ func (b *Balancer) build(cfg Config, now int64) (*Snapshot, error) {
 			e.PersistMask = prefixMask(fam, s.PersistMask)
 		}
 		for _, la := range s.LocalAddrs {
-			lb, lfam := addrBytes(la)
+			lb, lfam := addrBytes(la.Unmap())
 			if lfam == fam {
 				e.LocalAddrs = append(e.LocalAddrs, lb)
 			}
@@ -286,7 +340,9 @@ func (b *Balancer) build(cfg Config, now int64) (*Snapshot, error) {
 				Key: rk, ID: rid, Svc: int32(si), Family: rfam, Method: m, State: r.State,
 				Removed: removed, Port: r.Port, Addr: ra, Weight: int32(r.Weight), NextHop: hop,
 			}
-			up := r.State == RealUp && !removed
+			// Slow start counts from when the real can take flows: up,
+			// configured, and its next hop resolved.
+			up := r.State == RealUp && !removed && hop.OK
 			if up && !prevUp[rk] {
 				b.upSince[rk] = now
 			}
@@ -299,10 +355,17 @@ func (b *Balancer) build(cfg Config, now int64) (*Snapshot, error) {
 				}
 				// A real shared by several nat services answers from one
 				// address:port; the first service wins the reply index.
+				if s.Proto == ProtoAny || port == 0 {
+					snap.natWild = true
+				}
 				snap.index.put(epNATReal, rfam, uint8(s.Proto), ra[:addrLen(rfam)], port, int32(len(snap.Reals)-1))
 			}
+			sw := int32(r.Weight)
+			if removed {
+				sw = 0
+			}
 			sreals = append(sreals, SchedReal{
-				ID: rid, Weight: int32(r.Weight), Avail: up && hop.OK,
+				ID: rid, Weight: sw, Avail: up,
 				UpSince: b.upSince[rk], Hash: RealHash(r.Addr, r.Port),
 			})
 		}

@@ -130,7 +130,8 @@ func TestSchedFO(t *testing.T) {
 	}
 	// Equal highest weights: the same real whatever the config order.
 	rs = testReals(9, 9, 9, 1)
-	a := byID(mustSched(t, SchedFO, 0, rs, 0, 0), w.Pick(0, mustSched(t, SchedFO, 0, rs, 0, 0), &Flow{}, 0))
+	s1 := mustSched(t, SchedFO, 0, rs, 0, 0)
+	a := byID(s1, w.Pick(0, s1, &Flow{}, 0))
 	rs[0], rs[2] = rs[2], rs[0]
 	s2 := mustSched(t, SchedFO, 0, rs, 0, 0)
 	if b := byID(s2, w.Pick(0, s2, &Flow{}, 0)); a != b || a == 3 {

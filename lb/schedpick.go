@@ -14,7 +14,13 @@ package lb
 //     summed over workers; IPVS has one state per service under a lock.
 //   - lc-family ties are broken by a per-worker rotating start instead of
 //     "first in the list", so that workers do not all pile onto one real.
-//   - Slow start (IPVS has none) scales weights while a real ramps up.
+//   - Slow start (IPVS has none) scales weights while a real ramps up:
+//     effective weight = Weight × min(1, (now-UpSince)/slowStart), in steps
+//     of 1/rampOne and at least Weight/rampOne, for wrr, wlc, sed, nq,
+//     twos, fo, ovf, lblc and lblcr; plain lc scales the ramping real's
+//     overhead up instead (see sched_lc.go). rr has no weights and the hash
+//     schedulers (sh, dh, mh, Stateless) ignore slow start: ramping a hash
+//     would move flows.
 //   - Reals are kept sorted by their stable Hash so that hash-based results
 //     are the same on every node whatever order the config lists them in.
 

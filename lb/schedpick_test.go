@@ -158,6 +158,8 @@ func TestSchedNeverPicksUnavailable(t *testing.T) {
 	rs := testReals(1, 0, 3, 2, 5, 0, 4, 1)
 	rs[2].Avail = false
 	rs[4].Avail = false
+	// Some reals ramp (slow start 1 min, picks at 1 ms steps from 0).
+	rs[0].UpSince, rs[2].UpSince, rs[3].UpSince = 1, 1, int64(10*time.Second)
 	bad := map[uint32]bool{1: true, 5: true, 2: true, 4: true}
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, k := range allSchedKinds {

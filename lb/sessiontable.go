@@ -11,57 +11,71 @@ import (
 // Layout. Two flat arrays of plain values, allocated once, never grown, never
 // scanned by the GC:
 //
-//   - sigs: one 16-bit signature per slot (0 = empty), four to a uint64 word.
-//     A bucket is 32 slots, so its signatures are 8 words = exactly one
-//     64-byte cache line (rte_hash keeps 8 per bucket; see below why 32).
-//   - ents: the 64-byte Entry of each slot; slot index = bucket*32 + lane.
+//   - sigs: one 16-bit lane per slot, four to a uint64 word. The low 15 bits
+//     are the slot's signature (0 = empty). A bucket is 8 slots = 2 words =
+//     16 bytes, and four buckets make a 64-byte "line" (the cache line).
+//   - ents: the 64-byte Entry of each slot; slot = bucket*8 + lane.
 //
-// Placement. A key has two candidate buckets, one in each half of the table
-// ("d-left": the left half from the low 32 bits of its hash, the right half
-// from the high 32), and a signature from all 64 bits. Insert puts it in the
-// emptier of the two (ties go left). Lookup compares the key's signature with
-// the 32 signatures of each candidate line, four lanes per word with SWAR
-// arithmetic, and reads an Entry only on a signature match (a false match
-// costs one key comparison, about once per 1000 lookups). A hit touches at
-// most three cache lines: two signature lines and the entry.
+// Placement. A key has two home buckets, one in each half of the table
+// (d-left: from the low and the high 32 bits of its hash), and a 15-bit
+// signature from all 64 bits. Insert picks the emptier of the two homes'
+// lines and puts the key in its home bucket there; if that bucket is full,
+// in the emptiest other bucket of the same line ("spilled"), and counts the
+// spill in the home bucket. Lookup compares the signature with the 8 lanes of
+// each home bucket (SWAR, four lanes per word), and with the rest of a home's
+// line only if that home has spilled entries; it reads an Entry only on a
+// signature match (a false match, about one lookup in 2000, costs one key
+// comparison). A hit touches three cache lines: two signature lines and the
+// entry; every line is already loaded when a spill has to be searched.
 //
-// Entries never move. Entry.Peer links a forward and a reverse entry by index,
-// and the pipeline keeps indices across packets, so an index stays valid for
-// its entry's life. Cuckoo displacement is therefore out, and the load a
-// no-move table reaches depends on the bucket size. Measured (simulation of
-// this placement at 2^17..2^25 slots): with 8-slot buckets the first insert
-// fails at 67-75% load and 0.8% of inserts fail when filling to 90%; with
-// 16-slot buckets at 83-88%; with 32-slot buckets at 92-95%, and steady churn
-// (delete one, insert one) at 85% load never fails. So a bucket is a whole
-// cache line of signatures: the two lines a lookup loads anyway, fully used.
+// Why spill rather than move: Entry.Peer links a forward and a reverse entry
+// by index and the pipeline keeps indices across packets, so an entry must
+// never move (no cuckoo displacement). Without moves, plain 8-slot buckets
+// with two choices fail their first insert at 67-75% load (simulated, 2^17 to
+// 2^25 slots) and 0.8% of inserts fail when filling to 90%. Balancing whole
+// lines (32 slots) instead fails first at 92-95%, and steady churn (delete
+// one, insert one) at 85% load never fails. Preferring the home bucket inside
+// the line keeps lookups to the two home buckets: at 45% load 0.6% of entries
+// are spilled and a miss searches a spilled line 0.04 times on average; at
+// 70%, 8% and 0.6 times; at 90%, 30% and 1.7 times.
+//
+// Spill counts use the top bit of each lane: the 8 top bits of a bucket are
+// an 8-bit count of the entries whose home it is but which live elsewhere in
+// its line (at most 24). Removing an entry from a line that has spills
+// rehashes its key to find its home; otherwise removal costs nothing extra.
 //
 // Sizing: capacity/0.9 slots, rounded up to a power of two buckets, so that
 // `capacity` sessions always fit and bucket selection is a mask.
 
 const (
-	bucketSlots = 32              // slots per bucket
-	bucketWords = bucketSlots / 4 // uint64 signature words per bucket (one cache line)
-	loadFactor  = 0.9             // design load at `capacity` sessions
+	bucketSlots = 8             // slots per bucket
+	lineSlots   = 32            // slots per line (4 buckets)
+	lineWords   = lineSlots / 4 // signature words per line: 64 bytes
 
 	laneLow  = 0x0001000100010001 // 1 in each 16-bit lane
-	laneLo15 = 0x7fff7fff7fff7fff // low 15 bits of each lane
-	laneHigh = 0x8000800080008000 // top bit of each lane
+	laneLo15 = 0x7fff7fff7fff7fff // signature bits of each lane
+	laneHigh = 0x8000800080008000 // spill-count bit of each lane
+
+	// bucketBits selects bucket 0 of a line in a line mask (see lineLanes);
+	// bucket k is bucketBits << 2k.
+	bucketBits = 0x0003000300030003
 )
 
-// zeroLanes returns the top bit of every 16-bit lane of x that is zero, and
-// nothing else: exact, with no borrow between lanes, so it serves both to find
-// empty slots and (on w ^ sig*laneLow) to find signature matches.
-func zeroLanes(x uint64) uint64 {
-	return ^(((x & laneLo15) + laneLo15) | x | laneLo15)
+// sigZero returns the top bit of every lane of w whose signature equals the
+// one replicated in pat (pat 0: of every empty lane), and nothing else. Exact:
+// with the top bits masked off, adding 0x7fff to a lane carries into its top
+// bit if and only if the lane is non-zero, and never into the next lane.
+func sigZero(w, pat uint64) uint64 {
+	return ^(((w ^ pat) & laneLo15) + laneLo15) & laneHigh
 }
 
 // SessionTable is one pmd worker's session table. It is used by that worker's
 // goroutine only: no locks, no atomics. Lookup, LookupBurst, Insert, Link,
 // Delete, Expire and Advance never allocate.
 type SessionTable struct {
-	sigs  []uint64 // 8 words (32 signatures) per bucket, 64-byte aligned
-	ents  []Entry  // 32 entries per bucket
-	half  uint32   // buckets per half (a power of two)
+	sigs  []uint64 // 2 words (8 lanes) per bucket, 64-byte aligned
+	ents  []Entry  // 8 entries per bucket
+	half  uint32   // buckets per half (a power of two, at least one line)
 	hmask uint32   // half - 1
 
 	live   int    // live entries
@@ -105,8 +119,8 @@ func NewSessionTable(capacity int, t Timeouts) *SessionTable {
 	if capacity < 1 {
 		capacity = 1
 	}
-	slots := (capacity*10 + 8) / 9 // ceil(capacity / loadFactor)
-	nb := 2                        // one bucket per half at least
+	slots := (capacity*10 + 8) / 9    // ceil(capacity / 0.9)
+	nb := 2 * lineSlots / bucketSlots // one line per half at least
 	for nb*bucketSlots < slots {
 		nb <<= 1
 	}
@@ -114,14 +128,14 @@ func NewSessionTable(capacity int, t Timeouts) *SessionTable {
 		panic(fmt.Sprintf("lb: session table capacity %d too large (entry indices are int32)", capacity))
 	}
 	st := &SessionTable{
-		sigs:     alignedWords(nb * bucketWords),
+		sigs:     alignedWords(nb * bucketSlots / 4),
 		ents:     make([]Entry, nb*bucketSlots),
 		half:     uint32(nb / 2),
 		hmask:    uint32(nb/2 - 1),
 		timeouts: t.withDefaults(),
 	}
 	for i := range st.ents {
-		st.ents[i].Peer = -1
+		st.ents[i].Peer = -1 // also faults the pages in now, not on the fast path
 	}
 	return st
 }
@@ -142,9 +156,9 @@ func (t Timeouts) withDefaults() Timeouts {
 }
 
 // alignedWords returns n zeroed uint64 starting on a 64-byte boundary, so that
-// each bucket's signatures are exactly one cache line.
+// each line of signatures is exactly one cache line.
 func alignedWords(n int) []uint64 {
-	s := make([]uint64, n+bucketWords-1)
+	s := make([]uint64, n+lineWords-1)
 	off := 0
 	for !isLineAligned(&s[off]) {
 		off++
@@ -152,44 +166,90 @@ func alignedWords(n int) []uint64 {
 	return s[off : off+n : off+n]
 }
 
-// locate returns the two candidate buckets of hash h and its signature
-// replicated into the four lanes of a word.
+// locate returns the two home buckets of hash h and its signature replicated
+// into the four lanes of a word.
 func (t *SessionTable) locate(h uint64) (b1, b2 uint32, pat uint64) {
 	b1 = uint32(h) & t.hmask
 	b2 = t.half + uint32(h>>32)&t.hmask
 	// The signature takes the top bits of h times an odd constant: they depend
 	// on every bit of h, including those the bucket indices do not use.
-	sig := uint16((h * 0x9e3779b97f4a7c15) >> 48)
+	sig := (h * 0x9e3779b97f4a7c15) >> 49
 	if sig == 0 {
 		sig = 1
 	}
-	return b1, b2, uint64(sig) * laneLow
+	return b1, b2, sig * laneLow
 }
 
-// line returns bucket b's signature words.
-func (t *SessionTable) line(b uint32) *[bucketWords]uint64 {
-	return (*[bucketWords]uint64)(t.sigs[b*bucketWords:])
+// bucketLanes returns the lanes of bucket b whose signature equals pat's as
+// a mask: lane l of the bucket's word j (slot 4j+l) is bit 16l+j.
+func (t *SessionTable) bucketLanes(b uint32, pat uint64) uint64 {
+	w := (*[2]uint64)(t.sigs[2*b:])
+	return sigZero(w[0], pat)>>15 | sigZero(w[1], pat)>>14
 }
 
-// findIn returns the index of k in bucket b, or -1.
-func (t *SessionTable) findIn(b uint32, k *Key, pat uint64) int32 {
-	for j, w := range t.line(b) {
-		for m := zeroLanes(w ^ pat); m != 0; m &= m - 1 {
-			i := int32(b*bucketSlots) + int32(j*4+bits.TrailingZeros64(m)>>4)
-			if t.ents[i].Key.Equal(k) {
-				return i
-			}
+// lineLanes is bucketLanes for a whole line: lane l of word j (slot 4j+l of
+// the line; bucket j/2) is bit 16l+j. Shifting each word's top bits right by
+// 15-j interleaves the eight words into one mask with no collisions, so a
+// line is tested with straight-line code.
+func (t *SessionTable) lineLanes(line uint32, pat uint64) uint64 {
+	l := (*[lineWords]uint64)(t.sigs[line*lineWords:])
+	return sigZero(l[0], pat)>>15 | sigZero(l[1], pat)>>14 |
+		sigZero(l[2], pat)>>13 | sigZero(l[3], pat)>>12 |
+		sigZero(l[4], pat)>>11 | sigZero(l[5], pat)>>10 |
+		sigZero(l[6], pat)>>9 | sigZero(l[7], pat)>>8
+}
+
+// maskSlot returns the slot of the lowest bit of a non-zero lanes mask m of
+// the block of slots starting at base (a bucket's or a line's first slot).
+func maskSlot(base uint32, m uint64) int32 {
+	p := bits.TrailingZeros64(m)
+	return int32(base) + int32((p&15)*4+p>>4)
+}
+
+// spilled reports whether some entry whose home is bucket b lives elsewhere
+// in b's line.
+func (t *SessionTable) spilled(b uint32) bool {
+	return (t.sigs[2*b]|t.sigs[2*b+1])&laneHigh != 0
+}
+
+// spillCount returns bucket b's spill count.
+func (t *SessionTable) spillCount(b uint32) int {
+	w0, w1 := t.sigs[2*b], t.sigs[2*b+1]
+	c := 0
+	for l := range 4 {
+		c |= int(w0>>(16*l+15)&1)<<l | int(w1>>(16*l+15)&1)<<(4+l)
+	}
+	return c
+}
+
+// setSpillCount sets bucket b's spill count to c (0..255).
+func (t *SessionTable) setSpillCount(b uint32, c int) {
+	w0, w1 := t.sigs[2*b]&^laneHigh, t.sigs[2*b+1]&^laneHigh
+	for l := range 4 {
+		w0 |= uint64(c>>l&1) << (16*l + 15)
+		w1 |= uint64(c>>(4+l)&1) << (16*l + 15)
+	}
+	t.sigs[2*b], t.sigs[2*b+1] = w0, w1
+}
+
+// findBucket returns the index of k in bucket b, or -1.
+func (t *SessionTable) findBucket(b uint32, k *Key, pat uint64) int32 {
+	for m := t.bucketLanes(b, pat); m != 0; m &= m - 1 {
+		if i := maskSlot(b*bucketSlots, m); t.ents[i].Key.Equal(k) {
+			return i
 		}
 	}
 	return -1
 }
 
-// firstMatch returns the index of the first slot of bucket b whose signature
-// matches pat, or -1.
-func (t *SessionTable) firstMatch(b uint32, pat uint64) int32 {
-	for j, w := range t.line(b) {
-		if m := zeroLanes(w ^ pat); m != 0 {
-			return int32(b*bucketSlots) + int32(j*4+bits.TrailingZeros64(m)>>4)
+// findSpilled returns the index of k among the entries spilled from bucket b
+// into the rest of its line, or -1.
+func (t *SessionTable) findSpilled(b uint32, k *Key, pat uint64) int32 {
+	line := b / 4
+	m := t.lineLanes(line, pat) &^ (bucketBits << (2 * (b % 4)))
+	for ; m != 0; m &= m - 1 {
+		if i := maskSlot(line*lineSlots, m); t.ents[i].Key.Equal(k) {
+			return i
 		}
 	}
 	return -1
@@ -198,10 +258,21 @@ func (t *SessionTable) firstMatch(b uint32, pat uint64) int32 {
 // find is Lookup without the counters.
 func (t *SessionTable) find(k *Key, h uint64) int32 {
 	b1, b2, pat := t.locate(h)
-	if i := t.findIn(b1, k, pat); i >= 0 {
+	if i := t.findBucket(b1, k, pat); i >= 0 {
 		return i
 	}
-	return t.findIn(b2, k, pat)
+	if i := t.findBucket(b2, k, pat); i >= 0 {
+		return i
+	}
+	if t.spilled(b1) {
+		if i := t.findSpilled(b1, k, pat); i >= 0 {
+			return i
+		}
+	}
+	if t.spilled(b2) {
+		return t.findSpilled(b2, k, pat)
+	}
+	return -1
 }
 
 // Lookup returns the index of the entry for k, whose hash is h (k.Hash()), or
@@ -233,13 +304,18 @@ func (t *SessionTable) LookupBurst(keys []Key, hashes []uint64, out []int32) {
 	sink := t.sink
 	for _, h := range hashes {
 		b1, b2, _ := t.locate(h)
-		sink += sigs[b1*bucketWords] + sigs[b2*bucketWords]
+		sink += sigs[2*b1] + sigs[2*b2]
 	}
+	const searchAll = -2 // no match in the home buckets, but spills to search
 	for i, h := range hashes {
 		b1, b2, pat := t.locate(h)
-		c := t.firstMatch(b1, pat)
-		if c < 0 {
-			c = t.firstMatch(b2, pat)
+		c := int32(-1)
+		if m := t.bucketLanes(b1, pat); m != 0 {
+			c = maskSlot(b1*bucketSlots, m)
+		} else if m := t.bucketLanes(b2, pat); m != 0 {
+			c = maskSlot(b2*bucketSlots, m)
+		} else if t.spilled(b1) || t.spilled(b2) {
+			c = searchAll
 		}
 		out[i] = c
 	}
@@ -251,11 +327,11 @@ func (t *SessionTable) LookupBurst(keys []Key, hashes []uint64, out []int32) {
 	t.sink = sink
 	hits := 0
 	for i, c := range out {
-		if c < 0 {
-			continue // no signature matched: a certain miss
+		if c == -1 {
+			continue // no signature matched anywhere: a certain miss
 		}
-		if !ents[c].Key.Equal(&keys[i]) {
-			// A false signature match (rare): search both buckets fully.
+		if c == searchAll || !ents[c].Key.Equal(&keys[i]) {
+			// Spills, or a false signature match (rare): search fully.
 			c = t.find(&keys[i], hashes[i])
 			out[i] = c
 			if c < 0 {
@@ -272,40 +348,38 @@ func (t *SessionTable) LookupBurst(keys []Key, hashes []uint64, out []int32) {
 // pointer is valid until the entry is deleted or expired.
 func (t *SessionTable) Entry(i int32) *Entry { return &t.ents[i] }
 
-// emptyCount returns the number of empty slots of bucket b.
-func (t *SessionTable) emptyCount(b uint32) int {
-	n := 0
-	for _, w := range t.line(b) {
-		n += bits.OnesCount64(zeroLanes(w))
-	}
-	return n
-}
-
 // Insert adds key k, whose hash is h (k.Hash()), and returns its index. k
-// must not be present (Lookup first). The new entry is zero but for Key and
-// Peer = -1. If both candidate buckets are full it counts Full and returns -1.
+// must not be present (Lookup first), and an entry's Key must not change
+// while it lives. The new entry is zero but for Key and Peer = -1. If both
+// home lines are full it counts Full and returns -1.
 func (t *SessionTable) Insert(k *Key, h uint64) int32 {
 	b1, b2, pat := t.locate(h)
-	b := b1
-	if t.emptyCount(b2) > t.emptyCount(b1) {
-		b = b2
+	home, free := b1, t.lineLanes(b1/4, 0)
+	if f2 := t.lineLanes(b2/4, 0); bits.OnesCount64(f2) > bits.OnesCount64(free) {
+		home, free = b2, f2
 	}
-	line := t.line(b)
-	for j, w := range line {
-		z := zeroLanes(w)
-		if z == 0 {
-			continue
+	if free == 0 {
+		t.stats.Full++
+		return -1
+	}
+	base := home / 4 * lineSlots
+	hb := free & (bucketBits << (2 * (home % 4)))
+	if hb == 0 {
+		// The home bucket is full: spill to the emptiest bucket of its line,
+		// which keeps the other buckets of the line from filling up early.
+		for k := range 4 {
+			if fk := free & (bucketBits << (2 * k)); bits.OnesCount64(fk) > bits.OnesCount64(hb) {
+				hb = fk
+			}
 		}
-		shift := bits.TrailingZeros64(z) - 15 // 16 * lane
-		line[j] = w | (pat&0xffff)<<shift
-		i := int32(b*bucketSlots) + int32(j*4+shift>>4)
-		t.ents[i] = Entry{Key: *k, Peer: -1}
-		t.live++
-		t.stats.Inserts++
-		return i
+		t.setSpillCount(home, t.spillCount(home)+1)
 	}
-	t.stats.Full++
-	return -1
+	i := maskSlot(base, hb)
+	t.sigs[i>>2] |= (pat & 0x7fff) << (16 * (i & 3))
+	t.ents[i] = Entry{Key: *k, Peer: -1}
+	t.live++
+	t.stats.Inserts++
+	return i
 }
 
 // Link makes fwd and rev peers, the forward and reverse entries of one
@@ -320,12 +394,25 @@ func (t *SessionTable) Link(fwd, rev int32) {
 
 // used reports whether slot i holds an entry.
 func (t *SessionTable) used(i int32) bool {
-	return t.sigs[i>>2]>>(16*(i&3))&0xffff != 0
+	return t.sigs[i>>2]>>(16*(i&3))&0x7fff != 0
 }
 
 // remove empties slot i, which must be used.
 func (t *SessionTable) remove(i int32) {
-	t.sigs[i>>2] &^= 0xffff << (16 * (i & 3))
+	line := uint32(i) / lineSlots
+	l := (*[lineWords]uint64)(t.sigs[line*lineWords:])
+	if (l[0]|l[1]|l[2]|l[3]|l[4]|l[5]|l[6]|l[7])&laneHigh != 0 {
+		// The line holds spilled entries; this may be one: find its home.
+		b1, b2, _ := t.locate(t.ents[i].Key.Hash())
+		home := b1
+		if b2/4 == line {
+			home = b2
+		}
+		if c := t.spillCount(home); home != uint32(i)/bucketSlots && c > 0 {
+			t.setSpillCount(home, c-1)
+		}
+	}
+	t.sigs[i>>2] &^= 0x7fff << (16 * (i & 3))
 	// Zeroing makes a stale index visible (zero Key, Peer -1) instead of
 	// silently aliasing the next entry's data until a new insert.
 	t.ents[i] = Entry{Peer: -1}
@@ -365,7 +452,7 @@ func (t *SessionTable) Expire(now uint32, budget int, out []Expired) int {
 	wmask := uint32(len(sigs) - 1)
 	c := t.cursor & wmask
 	for scanned := 0; scanned < budget; scanned += 4 {
-		occ := ^zeroLanes(sigs[c]) & laneHigh
+		occ := ^sigZero(sigs[c], 0) & laneHigh
 		for occ != 0 {
 			lane := bits.TrailingZeros64(occ) >> 4
 			occ &= occ - 1
@@ -392,7 +479,7 @@ func (t *SessionTable) Expire(now uint32, budget int, out []Expired) int {
 			t.remove(i)
 			t.removePeer(i, p)
 			// The peer may sit in this very word: forget emptied lanes.
-			occ &= ^zeroLanes(sigs[c])
+			occ &^= sigZero(sigs[c], 0)
 		}
 		c = (c + 1) & wmask
 	}
@@ -434,7 +521,7 @@ func isLineAligned(p *uint64) bool { return uintptr(unsafe.Pointer(p))&63 == 0 }
 // Flush removes every entry (when a worker stops, and in tests). Removed
 // entries count as Deletes; the Expire cursor restarts at slot 0.
 func (t *SessionTable) Flush() {
-	clear(t.sigs)
+	clear(t.sigs) // spill counts too
 	clear(t.ents)
 	for i := range t.ents {
 		t.ents[i].Peer = -1

@@ -22,6 +22,7 @@ type Snapshot struct {
 	// anyPort/anyProto say whether port-0 or proto-any services exist, so
 	// Classify can skip the wildcard probes when none do.
 	anyPort, anyProto bool
+	natWild           bool
 }
 
 // SvcEntry is a service as the fast path reads it.
@@ -119,7 +120,16 @@ func (s *Snapshot) Classify(family, proto uint8, dst []byte, port uint16) int32 
 // NATReal returns the index into Reals of the nat real that sends from
 // src:port, or -1: such packets are replies to rewrite back to the VIP.
 func (s *Snapshot) NATReal(family, proto uint8, src []byte, port uint16) int32 {
-	return s.index.find(epNATReal, family, proto, src, port)
+	if i := s.index.find(epNATReal, family, proto, src, port); i >= 0 || !s.natWild {
+		return i
+	}
+	if i := s.index.find(epNATReal, family, 0, src, port); i >= 0 {
+		return i
+	}
+	if i := s.index.find(epNATReal, family, proto, src, 0); i >= 0 {
+		return i
+	}
+	return s.index.find(epNATReal, family, 0, src, 0)
 }
 
 // LocalAddr returns the index of a fullnat service that owns dst as a local

@@ -74,6 +74,9 @@ func Validate(cfg *Config) error {
 		if len(s.LocalAddrs) > 255 {
 			return fmt.Errorf("service %s: at most 255 local addresses", key)
 		}
+		if s.MaglevSize != 0 && (s.MaglevSize < 2 || s.MaglevSize > 1<<24 || !schedIsPrime(s.MaglevSize)) {
+			return fmt.Errorf("service %s: Maglev table size %d is not a prime in 2..%d", key, s.MaglevSize, 1<<24)
+		}
 		if s.SlowStart < 0 {
 			return fmt.Errorf("service %s: negative slow-start time", key)
 		}
@@ -85,10 +88,14 @@ func Validate(cfg *Config) error {
 			}
 			r.Addr = r.Addr.Unmap()
 			ap := netip.AddrPortFrom(r.Addr, r.Port)
-			if reals[ap] {
+			eff := ap
+			if r.Port == 0 {
+				eff = netip.AddrPortFrom(r.Addr, s.Port)
+			}
+			if reals[eff] {
 				return fmt.Errorf("service %s: real %s defined twice", key, ap)
 			}
-			reals[ap] = true
+			reals[eff] = true
 			if r.Addr.Is4() != s.VIP.Is4() {
 				return fmt.Errorf("service %s: real %s: address family differs from the VIP's", key, ap)
 			}

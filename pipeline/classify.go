@@ -127,12 +127,7 @@ func (w *Pipeline) established(f *driver.Frame, p *Packet, idx int32, e *lb.Entr
 		fk := makeFragKey(p, f.Data())
 		w.frags.put(&fk, idx, e.RealID, w.sec)
 	}
-	w.countIn(r.ID, f.Len)
-	if ok, why := w.forward(f, p, r, svc, p.DPort, laddr, e.LPort); !ok {
-		w.drop(f, why, out)
-		return true
-	}
-	w.send(f, r.NextHop.Port, out)
+	w.forward(f, p, r, svc, p.DPort, laddr, e.LPort, out)
 	return true
 }
 

@@ -372,3 +372,75 @@ func TestSlowPath(t *testing.T) {
 		t.Fatalf("slow %d tx %d, want 2 and 0", len(res.slow), len(res.tx))
 	}
 }
+
+// A packet that no longer fits the MTU once encapsulated is answered with
+// an ICMP "fragmentation needed" / "packet too big" to the client.
+func TestTunnelTooBig(t *testing.T) {
+	for _, v6 := range []bool{false, true} {
+		svc := testService(lb.MethodTunnel, v6, lb.ProtoTCP, "rr", 1)
+		e := newEnv(t, 64, svc)
+		cl := clientAddr(v6, 1)
+		hdr := 40
+		if v6 {
+			hdr = 60
+		}
+		big := build(t, pktSpec{src: cl, dst: svc.VIP, sport: 1, dport: vipPort, syn: true, payload: make([]byte, 1500-hdr)})
+		res := e.run(big)
+		if len(res.tx) != 1 {
+			t.Fatalf("v6=%v: %d out, want the ICMP error", v6, len(res.tx))
+		}
+		out := res.tx[0]
+		o, isrc, idst, _, _ := checkICMP(t, out, v6)
+		if o.src != svc.VIP || o.dst != cl || isrc != cl || idst != svc.VIP {
+			t.Errorf("v6=%v: error %s -> %s about %s -> %s", v6, o.src, o.dst, isrc, idst)
+		}
+		if !bytes.Equal(out[0:6], clientMAC) {
+			t.Errorf("v6=%v: error sent to %x, not the client", v6, out[0:6])
+		}
+		wantMTU := 1480
+		msg := out[14+20:]
+		if v6 {
+			wantMTU, msg = 1460, out[14+40:]
+			if msg[0] != 2 {
+				t.Errorf("ICMPv6 type %d, want 2", msg[0])
+			}
+		} else if msg[0] != 3 || msg[1] != 4 {
+			t.Errorf("ICMP type/code %d/%d, want 3/4", msg[0], msg[1])
+		}
+		if got := int(msg[6])<<8 | int(msg[7]); got != wantMTU {
+			t.Errorf("v6=%v: advertised MTU %d, want %d", v6, got, wantMTU)
+		}
+		if len(out) > 14+1280 {
+			t.Errorf("error of %d bytes exceeds the quote limit", len(out))
+		}
+		if e.pipe.Stats().Drops(DropTooBig) != 1 {
+			t.Errorf("too_big not counted")
+		}
+	}
+}
+
+// 802.1Q-tagged frames are balanced like untagged ones; the tag stays.
+func TestVLANTagged(t *testing.T) {
+	for _, m := range []lb.Method{lb.MethodNAT, lb.MethodTunnel} {
+		svc := testService(m, false, lb.ProtoTCP, "rr", 1)
+		e := newEnv(t, 64, svc)
+		eth := &layers.Ethernet{SrcMAC: clientMAC, DstMAC: portMAC, EthernetType: layers.EthernetTypeDot1Q}
+		tag := &layers.Dot1Q{VLANIdentifier: 42, Type: layers.EthernetTypeIPv4}
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: clientAddr(false, 1).AsSlice(), DstIP: svc.VIP.AsSlice()}
+		tc := &layers.TCP{SrcPort: 999, DstPort: vipPort, SYN: true, Window: 1}
+		_ = tc.SetNetworkLayerForChecksum(ip)
+		res := e.run(frameOf(t, eth, tag, ip, tc, gopacket.Payload([]byte("tagged"))))
+		if len(res.tx) != 1 {
+			t.Fatalf("%s: tagged frame not forwarded", m)
+		}
+		p := gopacket.NewPacket(res.tx[0], layers.LayerTypeEthernet, gopacket.Default)
+		q, ok := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q)
+		if !ok || q.VLANIdentifier != 42 {
+			t.Fatalf("%s: VLAN tag lost", m)
+		}
+		d := decodeIP(t, q.Payload, false)
+		if d.dst != realFor(m, false, 0) {
+			t.Errorf("%s: sent to %s, want %s", m, d.dst, realFor(m, false, 0))
+		}
+	}
+}

@@ -86,10 +86,8 @@ func (w *Pipeline) icmpToReal(f *driver.Frame, p *Packet, e *lb.Entry, r *lb.Rea
 		icmpFinish(data, p)
 		setMACs(data, &r.NextHop.MAC, &w.macs[r.NextHop.Port])
 	default:
-		if ok, why := w.forward(f, p, r, svc, e.Key.DPort, nil, 0); !ok {
-			w.drop(f, why, out)
-			return
-		}
+		w.forward(f, p, r, svc, e.Key.DPort, nil, 0, out)
+		return
 	}
 	w.countIn(r.ID, f.Len)
 	w.send(f, r.NextHop.Port, out)
@@ -208,12 +206,7 @@ func (w *Pipeline) fragment(f *driver.Frame, p *Packet, out *Output) {
 			break
 		}
 		w.ctr.c[CtrFrag3Tuple]++
-		w.countIn(r.ID, f.Len)
-		if ok, why := w.forward(f, p, r, svc, 0, nil, 0); !ok {
-			w.drop(f, why, out)
-			return
-		}
-		w.send(f, r.NextHop.Port, out)
+		w.forward(f, p, r, svc, 0, nil, 0, out)
 		return
 	}
 	if snap.IsVIP(p.Family, dst) {

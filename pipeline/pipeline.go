@@ -75,6 +75,10 @@ const (
 	kindOther        // IP without a flow we balance (ICMP echo, ESP, ...)
 )
 
+// zeroKeyHash is the hash of the zero key that stands in for frames without
+// a flow in a burst lookup.
+var zeroKeyHash = new(lb.Key).Hash()
+
 // Pipeline is one worker's packet processing state.
 type Pipeline struct {
 	worker, workers int
@@ -105,9 +109,6 @@ type Pipeline struct {
 	hits   [driver.BurstSize]int32
 	kinds  [driver.BurstSize]uint8
 	verd   [driver.BurstSize]Verdict
-	lkeys  [driver.BurstSize]lb.Key
-	lhash  [driver.BurstSize]uint64
-	lhits  [driver.BurstSize]int32
 }
 
 // New makes a worker's pipeline. The session table is allocated here, once.
@@ -171,47 +172,41 @@ func (w *Pipeline) Process(now int64, frames []driver.Frame, out *Output) {
 	w.sec = uint32(now / int64(time.Second))
 	w.inserted = false
 
-	// Stage 1: parse every frame and build its lookup key.
-	nl := 0
+	// Stage 1: parse every frame and build its lookup key. Frames without a
+	// flow key get the zero key, a certain miss, so the burst stays dense.
 	for i := range frames {
 		f := &frames[i]
 		data := f.Data()
 		p := &w.pkts[i]
 		v := Parse(data, p)
 		w.verd[i] = v
-		w.kinds[i] = kindNone
-		if v != ParsedOK {
-			continue
-		}
 		k := &w.keys[i]
-		switch {
-		case p.Frag == FragMore:
-			w.kinds[i] = kindFrag
-			continue
-		case p.Proto == protoTCP || p.Proto == protoUDP:
-			w.kinds[i] = kindFlow
-			setKey(k, p.Family, p.Proto, p.Src(data), p.Dst(data), p.SPort, p.DPort)
-		case p.IsICMPError() && p.InnerL3Off != 0 && (p.InnerProto == protoTCP || p.InnerProto == protoUDP):
-			w.kinds[i] = kindICMP
-			setKey(k, p.Family, p.InnerProto, p.InnerDst(data), p.InnerSrc(data), p.InnerDPort, p.InnerSPort)
-		default:
-			w.kinds[i] = kindOther
+		kind := uint8(kindNone)
+		if v == ParsedOK {
+			switch {
+			case p.Frag == FragMore:
+				kind = kindFrag
+			case p.Proto == protoTCP || p.Proto == protoUDP:
+				kind = kindFlow
+				setKey(k, p.Family, p.Proto, p.Src(data), p.Dst(data), p.SPort, p.DPort)
+			case p.IsICMPError() && p.InnerL3Off != 0 && (p.InnerProto == protoTCP || p.InnerProto == protoUDP):
+				kind = kindICMP
+				setKey(k, p.Family, p.InnerProto, p.InnerDst(data), p.InnerSrc(data), p.InnerDPort, p.InnerSPort)
+			default:
+				kind = kindOther
+			}
+		}
+		w.kinds[i] = kind
+		if kind != kindFlow && kind != kindICMP {
+			*k = lb.Key{}
+			w.hashes[i] = zeroKeyHash
 			continue
 		}
 		w.hashes[i] = k.Hash()
-		w.lkeys[nl] = *k
-		w.lhash[nl] = w.hashes[i]
-		nl++
 	}
 	// Stage 2: look the whole burst up at once so the cache misses overlap.
-	w.table.LookupBurst(w.lkeys[:nl], w.lhash[:nl], w.lhits[:nl])
-	j := 0
-	for i := range frames {
-		if k := w.kinds[i]; k == kindFlow || k == kindICMP {
-			w.hits[i] = w.lhits[j]
-			j++
-		}
-	}
+	n := len(frames)
+	w.table.LookupBurst(w.keys[:n], w.hashes[:n], w.hits[:n])
 	// Stage 3: per packet, in order.
 	for i := range frames {
 		w.handle(&frames[i], i, out)

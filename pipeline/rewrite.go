@@ -128,15 +128,9 @@ func setMACs(data []byte, dst, src *[6]byte) {
 
 // encapsulate prepends an outer IPv4 (IPIP, protocol 4) or IPv6 (protocol
 // 41) header from src to dst in front of the IP packet, keeping the L2
-// header in front. It reports false if the headroom or the MTU is short.
-func encapsulate(f *driver.Frame, p *Packet, src, dst []byte, mtu int) bool {
-	hl := ipv4MinHeaderLen
-	if p.Family == lb.FamilyV6 {
-		hl = ipv6HeaderLen
-	}
-	if p.L3Len+hl > mtu {
-		return false
-	}
+// header in front. It reports false if the headroom is short.
+func encapsulate(f *driver.Frame, p *Packet, src, dst []byte) bool {
+	hl := encapLen(p.Family)
 	f.Len = p.L3Off + p.L3Len // drop Ethernet padding: the outer length covers only the inner packet
 	if f.Prepend(hl) == nil {
 		return false
@@ -172,10 +166,12 @@ func encapsulate(f *driver.Frame, p *Packet, src, dst []byte, mtu int) bool {
 }
 
 // forward rewrites a client-to-VIP packet (or an ICMP error about such a
-// flow, already handled by the caller for nat/fullnat) for its real, by
-// method. laddr/lport are the fullnat source. It returns false (and the
-// reason) if the packet must be dropped.
-func (w *Pipeline) forward(f *driver.Frame, p *Packet, r *lb.RealEntry, svc *lb.SvcEntry, dport uint16, laddr []byte, lport uint16) (bool, DropReason) {
+// flow) for its real, by method, and queues it on the real's port. laddr and
+// lport are the fullnat source. A packet that no longer fits the MTU after
+// encapsulation turns into an ICMP "fragmentation needed" / "packet too
+// big" for its sender, as IPVS does, so path MTU discovery works.
+func (w *Pipeline) forward(f *driver.Frame, p *Packet, r *lb.RealEntry, svc *lb.SvcEntry, dport uint16, laddr []byte, lport uint16, out *Output) {
+	w.countIn(r.ID, f.Len)
 	data := f.Data()
 	switch r.Method {
 	case lb.MethodDR:
@@ -189,13 +185,31 @@ func (w *Pipeline) forward(f *driver.Frame, p *Packet, r *lb.RealEntry, svc *lb.
 		setDst(data, p, r.Addr[:], 0)
 		setDSCP(data, p, svc.DSCP)
 	case lb.MethodTunnel:
-		if len(svc.LocalAddrs) == 0 || !encapsulate(f, p, svc.LocalAddrs[0][:], r.Addr[:], w.mtu[r.NextHop.Port]) {
-			return false, DropTooBig
+		mtu := w.mtu[r.NextHop.Port]
+		if p.L3Len+encapLen(p.Family) > mtu {
+			if w.tooBig(f, p, mtu-encapLen(p.Family)) {
+				w.ctr.drop[DropTooBig]++ // the packet itself is not forwarded
+				w.send(f, f.Port, out)
+				return
+			}
+			w.drop(f, DropTooBig, out)
+			return
+		}
+		if len(svc.LocalAddrs) == 0 || !encapsulate(f, p, svc.LocalAddrs[0][:], r.Addr[:]) {
+			w.drop(f, DropTooBig, out)
+			return
 		}
 		data = f.Data()
 	}
 	setMACs(data, &r.NextHop.MAC, &w.macs[r.NextHop.Port])
-	return true, 0
+	w.send(f, r.NextHop.Port, out)
+}
+
+func encapLen(family uint8) int {
+	if family == lb.FamilyV4 {
+		return ipv4MinHeaderLen
+	}
+	return ipv6HeaderLen
 }
 
 // realPort is the destination port towards a real: its own, or the

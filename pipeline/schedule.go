@@ -153,12 +153,7 @@ func (w *Pipeline) admit(f *driver.Frame, p *Packet, k *lb.Key, h uint64, svc *l
 		fk := makeFragKey(p, data)
 		w.frags.put(&fk, idx, r.ID, w.sec)
 	}
-	w.countIn(r.ID, f.Len)
-	if ok, why := w.forward(f, p, r, svc, p.DPort, laddr, e.LPort); !ok {
-		w.drop(f, why, out)
-		return false
-	}
-	w.send(f, r.NextHop.Port, out)
+	w.forward(f, p, r, svc, p.DPort, laddr, e.LPort, out)
 	return true
 }
 
@@ -211,12 +206,7 @@ func (w *Pipeline) statelessFlow(f *driver.Frame, p *Packet, k *lb.Key, h uint64
 		return
 	}
 	w.ctr.c[CtrStateless]++
-	w.countIn(r.ID, f.Len)
-	if ok, why := w.forward(f, p, r, svc, p.DPort, nil, 0); !ok {
-		w.drop(f, why, out)
-		return
-	}
-	w.send(f, r.NextHop.Port, out)
+	w.forward(f, p, r, svc, p.DPort, nil, 0, out)
 }
 
 // admitMidflow records an established session for a mid-flow packet if the
@@ -241,10 +231,5 @@ func (w *Pipeline) admitMidflow(f *driver.Frame, p *Packet, k *lb.Key, h uint64,
 		w.ctr.c[CtrSessionNew]++
 		w.ctr.real[r.ID][RealConns]++
 	}
-	w.countIn(r.ID, f.Len)
-	if ok, why := w.forward(f, p, r, svc, p.DPort, nil, 0); !ok {
-		w.drop(f, why, out)
-		return
-	}
-	w.send(f, r.NextHop.Port, out)
+	w.forward(f, p, r, svc, p.DPort, nil, 0, out)
 }

@@ -156,12 +156,14 @@ func (e *Engine) Start() {
 	}
 }
 
-// Stop stops the workers, waits for them, and frees every frame still in a
-// hand-over ring. The pipelines' session tables stay readable afterwards.
+// Stop stops the workers, waits for them, publishes their final counters
+// and frees every frame still in a hand-over ring. The pipelines' session
+// tables stay readable afterwards. Stop may be called more than once.
 func (e *Engine) Stop() {
 	e.stop.Store(true)
 	e.wg.Wait()
 	for _, w := range e.workers {
+		w.pipe.Publish()
 		for _, r := range w.in {
 			if r == nil {
 				continue

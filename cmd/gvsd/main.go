@@ -1,0 +1,133 @@
+// Command gvsd is the gvs daemon: it drives the configured interfaces with
+// poll-mode workers and balances the configured virtual services.
+//
+//	gvsd --config /etc/gvs/gvsd.toml
+//
+// SIGHUP reloads the configuration (an invalid file is reported and the
+// running configuration stays), SIGUSR1 prints the counters, SIGTERM and
+// SIGINT stop the workers, detach the XDP programs, close the drivers and
+// print the final counters.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/pflag"
+
+	"gvs/ctl/config"
+	"gvs/ctl/daemon"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("gvsd", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/gvs/gvsd.toml", "configuration file (TOML)")
+	check := fs.Bool("check", false, "validate the configuration and exit")
+	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	format := fs.String("log-format", "text", "log format: text or json")
+	statsJSON := fs.Bool("stats-json", false, "print counters as JSON (SIGUSR1 and at exit)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: gvsd [flags]\n\n%s", fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gvsd: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "gvsd: --log-level: %v\n", err)
+		return 2
+	}
+	var h slog.Handler
+	switch *format {
+	case "text":
+		h = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	case "json":
+		h = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl})
+	default:
+		fmt.Fprintf(stderr, "gvsd: --log-format must be text or json, not %q\n", *format)
+		return 2
+	}
+	log := slog.New(h)
+
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "gvsd: %v\n", err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "%s: ok (%d services)\n", *cfgPath, len(cfg.LB.Services))
+		return 0
+	}
+	d, err := daemon.New(daemon.Options{Config: cfg, Open: openPort, Log: log})
+	if err != nil {
+		log.Error("start failed", "error", err)
+		return 1
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
+	d.Start()
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			nc, err := config.Load(*cfgPath)
+			if err == nil {
+				err = d.Reload(nc)
+			}
+			if err != nil {
+				log.Error("reload refused; the running configuration stays", "error", err)
+			}
+		case syscall.SIGUSR1:
+			printSummary(stdout, d.Summary(), *statsJSON)
+		default:
+			log.Info("stopping", "signal", sig.String())
+			d.Engine().Stop()
+			sum := d.Summary()
+			if err := d.Close(); err != nil {
+				log.Error("close", "error", err)
+			}
+			printSummary(stdout, sum, *statsJSON)
+			return 0
+		}
+	}
+	return 0
+}
+
+func printSummary(w io.Writer, s daemon.Summary, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tREAL\tMETHOD\tWEIGHT\tSTATE\tCONNS\tINPKTS\tOUTPKTS\tACTIVE\tINACTIVE")
+	for _, r := range s.Reals {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", r.Service, r.Real, r.Method, r.Weight, r.State, r.Conns, r.InPkts, r.OutPkts, r.ActiveConns, r.InactiveConns)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "workers: rx %d tx %d new sessions %d hits %d slow path %d hand-overs %d\n",
+		s.Workers["rx_packets"], s.Workers["tx_packets"], s.Workers["sessions_new"], s.Workers["session_hits"],
+		s.Workers["slow_path"], s.Workers["handover_out"])
+	if len(s.Drops) > 0 {
+		fmt.Fprintf(w, "drops: %v\n", s.Drops)
+	}
+	for name, p := range s.Ports {
+		fmt.Fprintf(w, "port %s: rx %d tx %d rx-dropped %d tx-dropped %d\n", name, p.RxPackets, p.TxPackets, p.RxDropped, p.TxDropped)
+	}
+}

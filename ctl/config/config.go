@@ -1,0 +1,432 @@
+// Package config is gvsd's configuration file: the TOML schema, loading with
+// strict key checking, and validation whose errors name the file, the line
+// and the key. It turns a file into an lb.Config plus the daemon's global and
+// port settings. Every other part of gvs that reads the configuration goes
+// through this package, so the schema grows in one place.
+//
+// Imports: gvs/lb.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"gvs/lb"
+)
+
+// File is the configuration file as written. Field names are the TOML keys.
+type File struct {
+	Global  Global    `toml:"global"`
+	Ports   []Port    `toml:"port"`
+	Service []Service `toml:"service"`
+}
+
+// Global holds the daemon-wide settings.
+type Global struct {
+	Workers  int      `toml:"workers"`   // poll-mode workers (default 1)
+	CPUs     []int    `toml:"cpus"`      // worker i pinned to cpus[i % len]; empty: not pinned
+	Sessions int      `toml:"sessions"`  // session table capacity per worker (default 1048576)
+	MaxReals int      `toml:"max_reals"` // real servers, configured plus draining (default 4096)
+	Timeouts Timeouts `toml:"timeouts"`
+	Idle     Idle     `toml:"idle"`
+}
+
+// Timeouts are the session timeouts (durations such as "900s", "15m").
+type Timeouts struct {
+	TCP    Duration `toml:"tcp"`     // established (default 900s)
+	TCPSyn Duration `toml:"tcp_syn"` // handshake (default 60s)
+	TCPFin Duration `toml:"tcp_fin"` // closing (default 120s)
+	Close  Duration `toml:"close"`   // after RST (default 10s)
+	UDP    Duration `toml:"udp"`     // (default 300s)
+	ICMP   Duration `toml:"icmp"`    // (default 60s)
+}
+
+// Idle is the back-off of a worker that receives nothing.
+type Idle struct {
+	Spin  int      `toml:"spin"`
+	Yield int      `toml:"yield"`
+	Sleep Duration `toml:"sleep"`
+}
+
+// Port is one interface gvs drives.
+type Port struct {
+	Name     string `toml:"name"`     // interface name
+	Driver   string `toml:"driver"`   // auto (default: afxdp, else afpacket), afxdp, afpacket
+	Mode     string `toml:"mode"`     // afxdp: auto, native, generic
+	ZeroCopy string `toml:"zerocopy"` // afxdp: auto, on, off
+	Frames   int    `toml:"frames"`   // afxdp: UMEM chunks; afpacket: buffer pool
+	FrameSz  int    `toml:"frame_size"`
+	RingSize int    `toml:"ring_size"`
+}
+
+// Service is one virtual service.
+type Service struct {
+	Proto       string   `toml:"proto"` // tcp, udp, any
+	VIP         string   `toml:"vip"`
+	Port        int      `toml:"port"` // 0: all ports
+	Scheduler   string   `toml:"scheduler"`
+	Method      string   `toml:"method"` // nat, fullnat, dr, l3dsr, tunnel
+	Flags       []string `toml:"flags"`  // hash-port, fallback, one-packet
+	Persistence Duration `toml:"persistence"`
+	PersistMask int      `toml:"persistence_mask"`
+	DSCP        int      `toml:"dscp"`
+	LocalAddrs  []string `toml:"local_addrs"`
+	MaglevSize  int      `toml:"maglev_size"`
+	SlowStart   Duration `toml:"slow_start"`
+	OnRemove    string   `toml:"on_remove"` // drain (default), drop
+	ClientPort  string   `toml:"client_port"`
+	Reals       []Real   `toml:"real"`
+}
+
+// Real is one real server.
+type Real struct {
+	Addr   string `toml:"addr"`
+	Port   int    `toml:"port"`
+	Weight *int   `toml:"weight"` // default 1
+	Method string `toml:"method"`
+	State  string `toml:"state"` // up (default), drain, down
+}
+
+// Duration is a time.Duration written as a string ("30s", "5m").
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("bad duration %q (want e.g. \"30s\", \"5m\")", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("negative duration %q", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// Config is a loaded and validated configuration.
+type Config struct {
+	Path     string
+	File     File      // as written (defaults not filled)
+	Global   Global    // with defaults
+	Ports    []Port    // with defaults
+	LB       lb.Config // services for the Balancer (NextHops filled by the daemon)
+	Timeouts lb.Timeouts
+}
+
+// Error is a configuration error at a place in a file.
+type Error struct {
+	File string
+	Line int    // 0 if unknown
+	Key  string // e.g. service[1].real[0].weight
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": %s", e.Key)
+	}
+	fmt.Fprintf(&b, ": %s", e.Msg)
+	return b.String()
+}
+
+// Load reads and validates a configuration file.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse validates a configuration given as bytes; name is used in errors.
+func Parse(name string, data []byte) (*Config, error) {
+	var f File
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, decodeError(name, err)
+	}
+	lines := indexLines(data)
+	v := &validator{name: name, lines: lines}
+	cfg := v.build(&f)
+	if len(v.errs) > 0 {
+		return nil, errors.Join(v.errs...)
+	}
+	cfg.Path = name
+	cfg.File = f
+	return cfg, nil
+}
+
+func decodeError(name string, err error) error {
+	var sm *toml.StrictMissingError
+	if errors.As(err, &sm) {
+		var errs []error
+		for i := range sm.Errors {
+			de := &sm.Errors[i]
+			row, _ := de.Position()
+			errs = append(errs, &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: "unknown key"})
+		}
+		return errors.Join(errs...)
+	}
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		return &Error{File: name, Line: row, Key: strings.Join(de.Key(), "."), Msg: strings.TrimPrefix(de.Error(), "toml: ")}
+	}
+	return &Error{File: name, Msg: err.Error()}
+}
+
+type validator struct {
+	name  string
+	lines map[string]int
+	errs  []error
+}
+
+// fail records an error at key (a path like service[0].vip); the line is
+// that of the key, or of the nearest enclosing table that has one.
+func (v *validator) fail(key, format string, args ...any) {
+	line := 0
+	for k := key; k != ""; k = parentKey(k) {
+		if l, ok := v.lines[k]; ok {
+			line = l
+			break
+		}
+	}
+	v.errs = append(v.errs, &Error{File: v.name, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+func parentKey(k string) string {
+	i := strings.LastIndexAny(k, ".[")
+	if i < 0 {
+		return ""
+	}
+	return k[:i]
+}
+
+func (v *validator) build(f *File) *Config {
+	cfg := &Config{Global: f.Global}
+	g := &cfg.Global
+	if g.Workers == 0 {
+		g.Workers = 1
+	}
+	if g.Workers < 1 || g.Workers > 64 {
+		v.fail("global.workers", "%d out of range 1..64", g.Workers)
+	}
+	for i, c := range g.CPUs {
+		if c < 0 || c > 4095 {
+			v.fail(fmt.Sprintf("global.cpus[%d]", i), "CPU %d out of range", c)
+		}
+	}
+	if g.Sessions == 0 {
+		g.Sessions = 1 << 20
+	}
+	if g.Sessions < 64 || g.Sessions > 1<<28 {
+		v.fail("global.sessions", "%d out of range 64..%d", g.Sessions, 1<<28)
+	}
+	if g.MaxReals == 0 {
+		g.MaxReals = 4096
+	}
+	if g.MaxReals < 1 || g.MaxReals > 1<<20 {
+		v.fail("global.max_reals", "%d out of range 1..%d", g.MaxReals, 1<<20)
+	}
+	cfg.Timeouts = lb.DefaultTimeouts
+	setT := func(dst *uint32, d Duration, key string) {
+		if d.Duration == 0 {
+			return
+		}
+		if d.Duration < time.Second {
+			v.fail("global.timeouts."+key, "%s is below the 1s resolution of session timeouts", d.Duration)
+			return
+		}
+		*dst = uint32(d.Duration / time.Second)
+	}
+	t := &g.Timeouts
+	setT(&cfg.Timeouts.Established, t.TCP, "tcp")
+	setT(&cfg.Timeouts.SynSent, t.TCPSyn, "tcp_syn")
+	setT(&cfg.Timeouts.Fin, t.TCPFin, "tcp_fin")
+	setT(&cfg.Timeouts.Close, t.Close, "close")
+	setT(&cfg.Timeouts.UDP, t.UDP, "udp")
+	setT(&cfg.Timeouts.ICMP, t.ICMP, "icmp")
+
+	portIdx := map[string]int{}
+	for i, p := range f.Ports {
+		key := fmt.Sprintf("port[%d]", i)
+		if p.Name == "" {
+			v.fail(key+".name", "missing interface name")
+		} else if _, dup := portIdx[p.Name]; dup {
+			v.fail(key+".name", "interface %q listed twice", p.Name)
+		}
+		portIdx[p.Name] = i
+		switch p.Driver {
+		case "":
+			p.Driver = "auto"
+		case "auto", "afxdp", "afpacket":
+		default:
+			v.fail(key+".driver", "unknown driver %q (want auto, afxdp or afpacket)", p.Driver)
+		}
+		switch p.Mode {
+		case "", "auto", "native", "generic":
+		default:
+			v.fail(key+".mode", "unknown XDP mode %q (want auto, native or generic)", p.Mode)
+		}
+		switch p.ZeroCopy {
+		case "", "auto", "on", "off":
+		default:
+			v.fail(key+".zerocopy", "want auto, on or off, not %q", p.ZeroCopy)
+		}
+		if p.FrameSz != 0 && p.FrameSz != 2048 && p.FrameSz != 4096 {
+			v.fail(key+".frame_size", "%d: want 2048 or 4096", p.FrameSz)
+		}
+		if p.RingSize != 0 && (p.RingSize&(p.RingSize-1) != 0 || p.RingSize < 64) {
+			v.fail(key+".ring_size", "%d: want a power of two >= 64", p.RingSize)
+		}
+		cfg.Ports = append(cfg.Ports, p)
+	}
+	if len(f.Ports) == 0 {
+		v.fail("port", "at least one [[port]] is needed")
+	}
+
+	seen := map[lb.ServiceKey]string{}
+	for i := range f.Service {
+		s, ok := v.service(i, &f.Service[i], portIdx)
+		if !ok {
+			continue
+		}
+		key := fmt.Sprintf("service[%d]", i)
+		if prev, dup := seen[s.Key()]; dup {
+			v.fail(key, "service %s already defined at %s", s.Key(), prev)
+			continue
+		}
+		seen[s.Key()] = fmt.Sprintf("%s:%d", v.name, v.lines[key])
+		one := lb.Config{Services: []lb.Service{s}}
+		if err := lb.Validate(&one); err != nil {
+			v.fail(key, "%v", err)
+			continue
+		}
+		cfg.LB.Services = append(cfg.LB.Services, one.Services[0])
+	}
+	cfg.LB.Timeouts = cfg.Timeouts
+	return cfg
+}
+
+func (v *validator) service(i int, in *Service, portIdx map[string]int) (lb.Service, bool) {
+	key := fmt.Sprintf("service[%d]", i)
+	n := len(v.errs)
+	var s lb.Service
+	var err error
+	if s.Proto, err = lb.ParseProto(in.Proto); err != nil {
+		v.fail(key+".proto", "%v", err)
+	}
+	if s.VIP, err = netip.ParseAddr(in.VIP); err != nil {
+		v.fail(key+".vip", "bad address %q", in.VIP)
+	}
+	if in.Port < 0 || in.Port > 65535 {
+		v.fail(key+".port", "%d out of range 0..65535", in.Port)
+	}
+	s.Port = uint16(in.Port)
+	s.Scheduler = in.Scheduler
+	if s.Scheduler == "" {
+		s.Scheduler = "wlc"
+	}
+	if _, err := lb.ParseSched(s.Scheduler); err != nil {
+		v.fail(key+".scheduler", "%v", err)
+	}
+	if in.Method != "" {
+		if s.Method, err = lb.ParseMethod(in.Method); err != nil {
+			v.fail(key+".method", "%v", err)
+		}
+	}
+	for j, fl := range in.Flags {
+		switch fl {
+		case "hash-port", "sh-port", "mh-port":
+			s.Flags |= lb.FlagHashPort
+		case "fallback", "sh-fallback", "mh-fallback":
+			s.Flags |= lb.FlagFallback
+		case "one-packet", "ops":
+			s.Flags |= lb.FlagOnePacket
+		default:
+			v.fail(fmt.Sprintf("%s.flags[%d]", key, j), "unknown flag %q (want hash-port, fallback, one-packet)", fl)
+		}
+	}
+	s.PersistTimeout = in.Persistence.Duration
+	s.PersistMask = in.PersistMask
+	if in.DSCP < 0 || in.DSCP > 63 {
+		v.fail(key+".dscp", "%d out of range 0..63", in.DSCP)
+	}
+	s.DSCP = uint8(in.DSCP)
+	for j, a := range in.LocalAddrs {
+		la, err := netip.ParseAddr(a)
+		if err != nil {
+			v.fail(fmt.Sprintf("%s.local_addrs[%d]", key, j), "bad address %q", a)
+			continue
+		}
+		s.LocalAddrs = append(s.LocalAddrs, la)
+	}
+	s.MaglevSize = in.MaglevSize
+	s.SlowStart = in.SlowStart.Duration
+	switch in.OnRemove {
+	case "", "drain":
+		s.OnRemove = lb.RemoveDrain
+	case "drop":
+		s.OnRemove = lb.RemoveDrop
+	default:
+		v.fail(key+".on_remove", "want drain or drop, not %q", in.OnRemove)
+	}
+	if in.ClientPort != "" {
+		pi, ok := portIdx[in.ClientPort]
+		if !ok {
+			v.fail(key+".client_port", "no [[port]] named %q", in.ClientPort)
+		}
+		s.ClientPort = uint16(pi)
+	}
+	for j := range in.Reals {
+		r := &in.Reals[j]
+		rkey := fmt.Sprintf("%s.real[%d]", key, j)
+		var lr lb.Real
+		if lr.Addr, err = netip.ParseAddr(r.Addr); err != nil {
+			v.fail(rkey+".addr", "bad address %q", r.Addr)
+		}
+		if r.Port < 0 || r.Port > 65535 {
+			v.fail(rkey+".port", "%d out of range 0..65535", r.Port)
+		}
+		lr.Port = uint16(r.Port)
+		lr.Weight = 1
+		if r.Weight != nil {
+			lr.Weight = *r.Weight
+			if lr.Weight < 0 || lr.Weight > lb.MaxWeight {
+				v.fail(rkey+".weight", "%d out of range 0..%d", lr.Weight, lb.MaxWeight)
+			}
+		}
+		if r.Method != "" {
+			if lr.Method, err = lb.ParseMethod(r.Method); err != nil {
+				v.fail(rkey+".method", "%v", err)
+			}
+		}
+		switch r.State {
+		case "", "up":
+		case "drain":
+			lr.State = lb.RealDrain
+		case "down":
+			lr.State = lb.RealDown
+		default:
+			v.fail(rkey+".state", "want up, drain or down, not %q", r.State)
+		}
+		s.Reals = append(s.Reals, lr)
+	}
+	return s, len(v.errs) == n
+}

@@ -1,0 +1,64 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"gvs/lb"
+)
+
+func TestExampleLoads(t *testing.T) {
+	cfg, err := Load("testdata/example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Global.Workers != 2 || len(cfg.Ports) != 1 || cfg.Ports[0].Driver != "afxdp" {
+		t.Fatalf("global/ports: %+v %+v", cfg.Global, cfg.Ports)
+	}
+	if len(cfg.LB.Services) != 2 {
+		t.Fatalf("%d services", len(cfg.LB.Services))
+	}
+	s := cfg.LB.Services[0]
+	if s.Method != lb.MethodNAT || s.Scheduler != "wrr" || len(s.Reals) != 2 || s.Reals[0].Weight != 3 || s.Reals[0].Port != 8080 {
+		t.Fatalf("service 0: %+v", s)
+	}
+	d := cfg.LB.Services[1]
+	if d.Flags&lb.FlagHashPort == 0 || d.Reals[1].State != lb.RealDrain || d.Reals[0].Weight != 1 {
+		t.Fatalf("service 1: %+v", d)
+	}
+	if cfg.Timeouts.Established != 900 || cfg.Timeouts.SynSent != lb.DefaultTimeouts.SynSent {
+		t.Fatalf("timeouts %+v", cfg.Timeouts)
+	}
+}
+
+// Every class of error names the file, the line and the key.
+func TestErrorsNameFileLineKey(t *testing.T) {
+	base := "[[port]]\nname = \"eth0\"\n\n[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.10\"\nport = 80\n\n  [[service.real]]\n  addr = \"198.18.1.11\"\n"
+	cases := []struct {
+		name, doc, want string
+	}{
+		{"unknown key", base + "  wieght = 3\n", "x.toml:11: service.real.wieght: unknown key"},
+		{"bad address", strings.Replace(base, "198.18.1.11", "198.18.1.300", 1), "x.toml:10: service[0].real[0].addr: bad address"},
+		{"bad vip", strings.Replace(base, "198.18.0.10", "nope", 1), "x.toml:6: service[0].vip: bad address"},
+		{"bad scheduler", base + "\n[[service]]\nvip = \"198.18.0.11\"\nscheduler = \"fastest\"\n", "x.toml:14: service[1].scheduler: unknown scheduler"},
+		{"duplicate service", base + "\n[[service]]\nproto = \"tcp\"\nvip = \"198.18.0.10\"\nport = 80\n", "x.toml:12: service[1]: service tcp 198.18.0.10:80 already defined at x.toml:4"},
+		{"weight range", base + "  weight = -2\n", "x.toml:11: service[0].real[0].weight: -2 out of range"},
+		{"second real weight", base + "\n  [[service.real]]\n  addr = \"198.18.1.12\"\n  weight = 2000000\n", "x.toml:14: service[0].real[1].weight: 2000000 out of range"},
+		{"bad duration", base + "\n[global.timeouts]\ntcp = \"forever\"\n", "x.toml:13: global.timeouts.tcp: "},
+		{"short timeout", base + "\n[global.timeouts]\nudp = \"10ms\"\n", "x.toml:13: global.timeouts.udp: 10ms is below"},
+		{"type mismatch", strings.Replace(base, "port = 80", "port = \"80\"", 1), "x.toml:7"},
+		{"family mismatch", strings.Replace(base, "198.18.1.11", "2001:db8::1", 1), "x.toml:4: service[0]: service tcp 198.18.0.10:80: real [2001:db8::1]:0: address family differs"},
+		{"no port", "[[service]]\nvip = \"198.18.0.1\"\n", "x.toml: port: at least one [[port]] is needed"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("x.toml", []byte(c.doc))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", c.doc)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q\ndoes not contain %q", err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,349 @@
+// Package daemon is gvsd's core: it loads the configuration, opens the
+// driver ports, resolves next hops, builds the Balancer's snapshots, tells
+// steering drivers which packets are gvs's, runs the poll-mode workers, and
+// applies reloads without restarting them. cmd/gvsd only wires flags and
+// signals to it.
+//
+// Imports: ctl/config, ctl/nexthop, pmd, pipeline, lb, driver.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"reflect"
+	"sort"
+	"sync"
+	"time"
+
+	"gvs/ctl/config"
+	"gvs/ctl/nexthop"
+	"gvs/driver"
+	"gvs/lb"
+	"gvs/pipeline"
+	"gvs/pmd"
+)
+
+// Opener opens the driver port of a [[port]] entry with the given number
+// of queues. cmd/gvsd passes one that knows the Linux drivers; tests pass one
+// that makes mem ports.
+type Opener func(p config.Port, queues int, log *slog.Logger) (driver.Port, error)
+
+// HopResolver resolves real addresses to next hops (nexthop.Resolver in
+// production; a static table in tests).
+type HopResolver interface {
+	Resolve(addrs []netip.Addr) (map[netip.Addr]lb.NextHop, []nexthop.Problem)
+}
+
+// Options configure a Daemon.
+type Options struct {
+	Config *config.Config
+	Open   Opener
+	Log    *slog.Logger
+	// Hops overrides the netlink resolver (tests).
+	Hops HopResolver
+}
+
+// Daemon is a running gvs instance.
+type Daemon struct {
+	log    *slog.Logger
+	bal    *lb.Balancer
+	ports  []driver.Port
+	engine *pmd.Engine
+	hops   HopResolver
+	watch  *nexthop.Resolver
+
+	mu         sync.Mutex
+	cfg        *config.Config
+	unresolved int
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// New opens everything the configuration names. On error, whatever was
+// opened is closed again.
+func New(opts Options) (d *Daemon, err error) {
+	cfg := opts.Config
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	d = &Daemon{log: log, cfg: cfg, bal: lb.NewBalancer(cfg.Global.Workers, cfg.Global.MaxReals)}
+	defer func() {
+		if err != nil {
+			d.closePorts()
+		}
+	}()
+	var names []string
+	for _, pc := range cfg.Ports {
+		p, err := opts.Open(pc, cfg.Global.Workers, log)
+		if err != nil {
+			return nil, err
+		}
+		d.ports = append(d.ports, p)
+		names = append(names, pc.Name)
+	}
+	d.hops = opts.Hops
+	if d.hops == nil {
+		r, err := nexthop.New(names)
+		if err != nil {
+			return nil, err
+		}
+		d.hops, d.watch = r, r
+	}
+	if err := d.apply(cfg); err != nil {
+		return nil, err
+	}
+	g := cfg.Global
+	d.engine, err = pmd.New(pmd.Config{
+		Workers: g.Workers, CPUs: g.CPUs, Ports: d.ports, Balancer: d.bal, Sessions: g.Sessions,
+		Idle: pmd.Idle{Spin: g.Idle.Spin, Yield: g.Idle.Yield, Sleep: g.Idle.Sleep.Duration},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// Start starts the workers and the background upkeep (next-hop refresh,
+// purge of drained reals).
+func (d *Daemon) Start() {
+	d.engine.Start()
+	for _, w := range d.engine.Workers() {
+		if e := w.Stats().PinError; e != "" {
+			d.log.Warn("worker not pinned", "worker", w.ID(), "error", e)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	d.done = make(chan struct{})
+	if d.watch != nil {
+		if err := d.watch.Watch(ctx, 50*time.Millisecond, d.refreshHops); err != nil {
+			d.log.Warn("following neighbour changes disabled", "error", err)
+		}
+	}
+	go d.upkeep(ctx)
+	d.log.Info("gvs started", "workers", d.cfg.Global.Workers, "ports", len(d.ports), "services", len(d.cfg.LB.Services))
+}
+
+// upkeep retries unresolved next hops and purges drained reals.
+func (d *Daemon) upkeep(ctx context.Context) {
+	defer close(d.done)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			d.mu.Lock()
+			retry := d.unresolved > 0
+			d.mu.Unlock()
+			if retry {
+				d.refreshHops()
+			}
+			if n, err := d.bal.Purge(); err != nil {
+				d.log.Error("purge drained reals", "error", err)
+			} else if n > 0 {
+				d.log.Info("drained reals removed", "count", n)
+			}
+		}
+	}
+}
+
+// refreshHops re-resolves next hops and publishes a snapshot if they changed.
+func (d *Daemon) refreshHops() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := d.apply(d.cfg); err != nil {
+		d.log.Error("refresh next hops", "error", err)
+	}
+}
+
+// Reload applies a new configuration without restarting the workers.
+// Global and port settings cannot change at run time; a config that changes
+// them is refused and the running one stays.
+func (d *Daemon) Reload(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !reflect.DeepEqual(cfg.File.Global, d.cfg.File.Global) || !reflect.DeepEqual(cfg.File.Ports, d.cfg.File.Ports) {
+		return fmt.Errorf("reload %s: [global] and [[port]] changes need a restart of gvsd; nothing applied", cfg.Path)
+	}
+	if err := d.apply(cfg); err != nil {
+		return fmt.Errorf("reload %s: %w", cfg.Path, err)
+	}
+	d.cfg = cfg
+	d.log.Info("configuration reloaded", "file", cfg.Path, "services", len(cfg.LB.Services))
+	return nil
+}
+
+// apply resolves next hops for cfg, publishes its snapshot and updates the
+// steering of the ports. Called with d.mu held (or before Start).
+func (d *Daemon) apply(cfg *config.Config) error {
+	var addrs []netip.Addr
+	for _, s := range cfg.LB.Services {
+		for _, r := range s.Reals {
+			addrs = append(addrs, r.Addr)
+		}
+	}
+	hops, probs := d.hops.Resolve(addrs)
+	for _, p := range probs {
+		d.log.Warn("real not reachable yet: no new flows until it is", "real", p.Addr, "reason", p.Reason)
+	}
+	lc := cfg.LB
+	lc.NextHops = hops
+	lc.Services = append([]lb.Service(nil), cfg.LB.Services...)
+	if err := d.bal.Apply(lc); err != nil {
+		return err
+	}
+	if d.unresolved > 0 && len(probs) == 0 {
+		d.log.Info("all next hops resolved")
+	}
+	d.unresolved = len(probs)
+	rules := SteerRules(cfg.LB.Services)
+	for i, p := range d.ports {
+		if s, ok := p.(driver.Steering); ok {
+			if err := s.SetSteering(rules); err != nil {
+				return fmt.Errorf("steering on %s: %w", cfg.Ports[i].Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// SteerRules lists what a steering driver must hand to gvs for services:
+// their VIPs, the replies of nat reals and the replies to fullnat local
+// addresses.
+func SteerRules(svcs []lb.Service) []driver.SteerRule {
+	var rules []driver.SteerRule
+	seen := map[driver.SteerRule]bool{}
+	add := func(r driver.SteerRule) {
+		if !seen[r] {
+			seen[r] = true
+			rules = append(rules, r)
+		}
+	}
+	for _, s := range svcs {
+		add(driver.SteerRule{Kind: driver.SteerService, Proto: uint8(s.Proto), Addr: s.VIP, Port: s.Port})
+		for _, r := range s.Reals {
+			m := r.Method
+			if m == lb.MethodDefault {
+				m = s.Method
+			}
+			switch m {
+			case lb.MethodNAT:
+				port := r.Port
+				if port == 0 {
+					port = s.Port
+				}
+				add(driver.SteerRule{Kind: driver.SteerReplyFrom, Proto: uint8(s.Proto), Addr: r.Addr, Port: port})
+			case lb.MethodFullNAT:
+				for _, la := range s.LocalAddrs {
+					add(driver.SteerRule{Kind: driver.SteerReplyTo, Addr: la})
+				}
+			}
+		}
+	}
+	return rules
+}
+
+// Close stops the workers and closes the ports (detaching XDP programs).
+func (d *Daemon) Close() error {
+	if d.cancel != nil {
+		d.cancel()
+		<-d.done
+	}
+	if d.engine != nil {
+		d.engine.Stop()
+	}
+	return d.closePorts()
+}
+
+func (d *Daemon) closePorts() error {
+	var errs []error
+	for _, p := range d.ports {
+		if err := p.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", p.Name(), err))
+		}
+	}
+	d.ports = nil
+	return errors.Join(errs...)
+}
+
+// Balancer returns the daemon's Balancer.
+func (d *Daemon) Balancer() *lb.Balancer { return d.bal }
+
+// Engine returns the worker engine.
+func (d *Daemon) Engine() *pmd.Engine { return d.engine }
+
+// RealStats are the counters of one real, summed over workers.
+type RealStats struct {
+	Service           string `json:"service"`
+	Real              string `json:"real"`
+	Method            string `json:"method"`
+	Weight            int32  `json:"weight"`
+	State             string `json:"state"`
+	Conns             uint64 `json:"conns"`
+	InPkts, InBytes   uint64
+	OutPkts, OutBytes uint64
+	ActiveConns       int64 `json:"active_conns"`
+	InactiveConns     int64 `json:"inactive_conns"`
+}
+
+// Summary is a snapshot of the daemon's counters.
+type Summary struct {
+	Reals   []RealStats
+	Workers map[string]uint64
+	Drops   map[string]uint64
+	Ports   map[string]driver.PortStats
+}
+
+// Summary sums the published counters of every worker.
+func (d *Daemon) Summary() Summary {
+	s := Summary{Workers: map[string]uint64{}, Drops: map[string]uint64{}, Ports: map[string]driver.PortStats{}}
+	snap := d.bal.Load()
+	var stats []*pipeline.Stats
+	for _, w := range d.engine.Workers() {
+		st := w.Pipeline().Stats()
+		stats = append(stats, st)
+		for c := pipeline.Counter(0); int(c) < pipeline.NumCounters; c++ {
+			s.Workers[c.String()] += st.Counter(c)
+		}
+		for r := pipeline.DropReason(0); int(r) < pipeline.NumDropReasons; r++ {
+			if n := st.Drops(r); n > 0 {
+				s.Drops[r.String()] += n
+			}
+		}
+	}
+	for i := range snap.Reals {
+		r := &snap.Reals[i]
+		rs := RealStats{
+			Service: r.Key.Service.String(), Real: netip.AddrPortFrom(r.Key.Addr, r.Key.Port).String(),
+			Method: r.Method.String(), Weight: r.Weight, State: r.State.String(),
+		}
+		if r.Removed {
+			rs.State = "removed"
+		}
+		for _, st := range stats {
+			rs.Conns += st.Real(r.ID, pipeline.RealConns)
+			rs.InPkts += st.Real(r.ID, pipeline.RealInPkts)
+			rs.InBytes += st.Real(r.ID, pipeline.RealInBytes)
+			rs.OutPkts += st.Real(r.ID, pipeline.RealOutPkts)
+			rs.OutBytes += st.Real(r.ID, pipeline.RealOutBytes)
+		}
+		rs.ActiveConns, rs.InactiveConns = d.bal.Conns().Sum(r.ID)
+		s.Reals = append(s.Reals, rs)
+	}
+	sort.Slice(s.Reals, func(i, j int) bool {
+		if s.Reals[i].Service != s.Reals[j].Service {
+			return s.Reals[i].Service < s.Reals[j].Service
+		}
+		return s.Reals[i].Real < s.Reals[j].Real
+	})
+	for _, p := range d.ports {
+		s.Ports[p.Name()] = p.Stats()
+	}
+	return s
+}
