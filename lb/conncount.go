@@ -101,3 +101,78 @@ func (c *ConnCounters) Reset(realID uint32) {
 		c.c[i].inactive.Store(0)
 	}
 }
+
+// WorkerConns is how a worker counts: its own counts in plain memory that
+// it alone touches, published to its row of the shared ConnCounters once per
+// burst by Flush. Atomic read-modify-writes per new connection would wait
+// for the store buffer — full of the session table's cache-missing inserts —
+// to drain; a burst's worth of plain adds and one store per touched real do
+// not. The worker's own picks see its exact counts (Sum adds the local row
+// to the other workers' published ones).
+type WorkerConns struct {
+	c      *ConnCounters
+	worker int
+	local  []connLocal // by real id
+	dirty  []uint32    // ids changed since the last Flush
+}
+
+type connLocal struct {
+	active, inactive int32
+	dirty            bool
+}
+
+// Writer returns worker's writer. Use one per worker, from its goroutine.
+func (c *ConnCounters) Writer(worker int) *WorkerConns {
+	return &WorkerConns{c: c, worker: worker, local: make([]connLocal, c.maxReals), dirty: make([]uint32, 0, 64)}
+}
+
+// Add changes the worker's counts of realID; visible to other workers after
+// the next Flush.
+func (w *WorkerConns) Add(realID uint32, dActive, dInactive int32) {
+	if uint64(realID) >= uint64(len(w.local)) {
+		return
+	}
+	l := &w.local[realID]
+	l.active += dActive
+	l.inactive += dInactive
+	if !l.dirty {
+		l.dirty = true
+		w.dirty = append(w.dirty, realID)
+	}
+}
+
+// Flush publishes the counts changed since the last Flush.
+func (w *WorkerConns) Flush() {
+	if uint(w.worker) >= uint(w.c.workers) {
+		w.dirty = w.dirty[:0]
+		return
+	}
+	row := w.c.c[w.worker*w.c.stride:]
+	for _, id := range w.dirty {
+		l := &w.local[id]
+		row[id].active.Store(l.active)
+		row[id].inactive.Store(l.inactive)
+		l.dirty = false
+	}
+	w.dirty = w.dirty[:0]
+}
+
+// Sum is ConnCounters.Sum with this worker's own counts taken from its
+// local row, so they are exact even before a Flush.
+func (w *WorkerConns) Sum(realID uint32) (active, inactive int64) {
+	if uint64(realID) >= uint64(w.c.maxReals) {
+		return 0, 0
+	}
+	for wk, i := 0, int(realID); i < len(w.c.c); wk, i = wk+1, i+w.c.stride {
+		if wk == w.worker {
+			l := &w.local[realID]
+			active += int64(l.active)
+			inactive += int64(l.inactive)
+			continue
+		}
+		p := &w.c.c[i]
+		active += int64(p.active.Load())
+		inactive += int64(p.inactive.Load())
+	}
+	return max(active, 0), max(inactive, 0)
+}

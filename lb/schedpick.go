@@ -278,6 +278,7 @@ func (s *Sched) isCand(i int) bool {
 type WorkerSched struct {
 	worker  int
 	conns   *ConnCounters
+	own     *WorkerConns // if set, the worker's exact own counts
 	rng     uint64
 	svcs    []schedSvcState
 	spare   schedSvcState // for an out-of-range service number
@@ -338,8 +339,15 @@ func (w *WorkerSched) Reset(nServices int) {
 	}
 }
 
+// UseWriter makes the scheduler read the worker's own counts from wc (exact,
+// unflushed) and the other workers' from the shared counters.
+func (w *WorkerSched) UseWriter(wc *WorkerConns) { w.own = wc }
+
 // load returns the summed active and inactive connection counts of real id.
 func (w *WorkerSched) load(id uint32) (active, inactive int64) {
+	if w.own != nil {
+		return w.own.Sum(id)
+	}
 	return w.conns.Sum(id)
 }
 

@@ -87,6 +87,7 @@ type Pipeline struct {
 	gen             uint64
 	sched           *lb.WorkerSched
 	conns           *lb.ConnCounters
+	cw              *lb.WorkerConns // this worker's connection counts
 	table           *lb.SessionTable
 	frags           fragTable
 	macs            [][6]byte
@@ -142,6 +143,8 @@ func New(cfg Config) (*Pipeline, error) {
 		w.lport++
 	}
 	w.sched = lb.NewWorkerSched(cfg.Worker, w.conns, uint64(cfg.Worker)*0x9E3779B97F4A7C15+1)
+	w.cw = w.conns.Writer(cfg.Worker)
+	w.sched.UseWriter(w.cw)
 	snap := cfg.Balancer.Load()
 	w.table = lb.NewSessionTable(cfg.Sessions, snap.Timeouts)
 	w.macs = make([][6]byte, len(cfg.PortMACs))
@@ -318,6 +321,7 @@ func (w *Pipeline) housekeeping(now int64) {
 		w.ctr.c[CtrExpired]++
 		w.connsGone(e.RealID, e.State)
 	}
+	w.cw.Flush()
 	if now-w.lastPublish >= w.publishEvery {
 		w.Publish()
 		w.lastPublish = now
@@ -342,9 +346,9 @@ func (w *Pipeline) Publish() {
 // connsGone adjusts the lc-family counters for a session that ended.
 func (w *Pipeline) connsGone(realID uint32, state uint8) {
 	if lb.Active(state) {
-		w.conns.Add(w.worker, realID, -1, 0)
+		w.cw.Add(realID, -1, 0)
 	} else {
-		w.conns.Add(w.worker, realID, 0, -1)
+		w.cw.Add(realID, 0, -1)
 	}
 }
 
@@ -353,8 +357,8 @@ func (w *Pipeline) connsMoved(realID uint32, prev, cur uint8) {
 	a, b := lb.Active(prev), lb.Active(cur)
 	switch {
 	case a && !b:
-		w.conns.Add(w.worker, realID, -1, 1)
+		w.cw.Add(realID, -1, 1)
 	case !a && b:
-		w.conns.Add(w.worker, realID, 1, -1)
+		w.cw.Add(realID, 1, -1)
 	}
 }

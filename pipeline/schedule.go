@@ -143,9 +143,9 @@ func (w *Pipeline) admit(f *driver.Frame, p *Packet, k *lb.Key, h uint64, svc *l
 	}
 	w.table.Advance(e, p.TCPFlags, true, w.sec)
 	if lb.Active(e.State) {
-		w.conns.Add(w.worker, r.ID, 1, 0)
+		w.cw.Add(r.ID, 1, 0)
 	} else {
-		w.conns.Add(w.worker, r.ID, 0, 1)
+		w.cw.Add(r.ID, 0, 1)
 	}
 	w.ctr.c[CtrSessionNew]++
 	w.ctr.real[r.ID][RealConns]++
@@ -224,9 +224,9 @@ func (w *Pipeline) admitMidflow(f *driver.Frame, p *Packet, k *lb.Key, h uint64,
 		e.State = lb.StateSynRecv // the ACK below moves it to established
 		w.table.Advance(e, p.TCPFlags|tcpACK, true, w.sec)
 		if lb.Active(e.State) {
-			w.conns.Add(w.worker, r.ID, 1, 0)
+			w.cw.Add(r.ID, 1, 0)
 		} else {
-			w.conns.Add(w.worker, r.ID, 0, 1)
+			w.cw.Add(r.ID, 0, 1)
 		}
 		w.ctr.c[CtrSessionNew]++
 		w.ctr.real[r.ID][RealConns]++
