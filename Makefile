@@ -9,7 +9,7 @@ PKGS := ./...
 RACE_PKGS := ./driver/... ./pmd/... ./lb/...
 FUZZTIME ?= 60s
 
-.PHONY: all build test check fmt-check vet staticcheck unit race bench bench-hot fuzz demo clean deps
+.PHONY: all build test check fmt-check vet staticcheck unit race bench bench-hot fuzz demo clean deps deps-system
 
 all: build
 
@@ -41,7 +41,7 @@ unit:
 race:
 	$(GO) test -count=1 -race $(RACE_PKGS)
 
-test: deps check unit race
+test: deps deps-system check unit race
 	@echo "make test: all checks and tests passed"
 
 # Hot-path microbenchmarks (ns/pkt, allocs/op). Compare runs with benchstat.
@@ -55,8 +55,19 @@ bench: bench-hot
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pipeline
 
-demo:
-	@echo "make demo: arrives with the Linux drivers (AF_XDP/AF_PACKET) issue; today run 'make test' or 'make bench-hot'."
+# Debian packages the demo and the namespace tests use (installed when
+# missing; needs root, as the namespaces do).
+SYSTEM_PKGS := iproute2 ethtool curl nginx-light procps
+deps-system:
+	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "not root: cannot install$$missing"; fi; \
+	fi
+
+demo: deps deps-system
+	BIN=$(BIN) bash scripts/demo.sh
 
 clean:
 	rm -rf $(BIN)

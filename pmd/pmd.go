@@ -71,7 +71,8 @@ type Worker struct {
 	cpu    int
 	e      *Engine
 	pipe   *pipeline.Pipeline
-	queues []driver.Queue // by port
+	queues []driver.Queue // by port: the queue this worker transmits and frees on
+	rx     []rxQueue      // every queue this worker polls
 	in     []*driver.Ring // from every other worker (nil for itself)
 	out    []*driver.Ring // to every other worker
 	outs   *pipeline.Output
@@ -83,8 +84,16 @@ type Worker struct {
 	pinErr                                                          atomic.Value
 }
 
+// rxQueue is a queue a worker polls and the port it belongs to.
+type rxQueue struct {
+	port int
+	q    driver.Queue
+}
+
 // New builds the workers: one pipeline (with its session table) each, and
-// the hand-over rings. Worker i uses queue i of every port.
+// the hand-over rings. Worker i transmits on queue i of every port and polls
+// queues i, i+workers, i+2·workers, ... (a device may have more queues than
+// there are workers).
 func New(cfg Config) (*Engine, error) {
 	if cfg.Workers < 1 {
 		return nil, errors.New("pmd: need at least one worker")
@@ -123,8 +132,11 @@ func New(cfg Config) (*Engine, error) {
 		if len(cfg.CPUs) > 0 {
 			w.cpu = cfg.CPUs[i%len(cfg.CPUs)]
 		}
-		for _, p := range cfg.Ports {
+		for pi, p := range cfg.Ports {
 			w.queues = append(w.queues, p.Queue(i))
+			for q := i; q < p.NumQueues(); q += cfg.Workers {
+				w.rx = append(w.rx, rxQueue{port: pi, q: p.Queue(q)})
+			}
 		}
 		w.in = make([]*driver.Ring, cfg.Workers)
 		w.out = make([]*driver.Ring, cfg.Workers)
@@ -258,13 +270,13 @@ func (w *Worker) run() {
 // incoming hand-over ring. It returns how many frames it processed.
 func (w *Worker) poll(now int64) int {
 	got := 0
-	for pi, q := range w.queues {
-		n, err := q.Receive(w.burst[:])
+	for _, rq := range w.rx {
+		n, err := rq.q.Receive(w.burst[:])
 		if err != nil || n == 0 {
 			continue
 		}
 		for i := 0; i < n; i++ {
-			w.burst[i].Port = uint16(pi)
+			w.burst[i].Port = uint16(rq.port)
 			w.burst[i].Hops = 0
 		}
 		w.process(now, w.burst[:n])

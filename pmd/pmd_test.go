@@ -233,3 +233,26 @@ func benchWorkers(b *testing.B, workers int) {
 	b.ReportMetric(float64(rx)/el.Seconds(), "pkts/s")
 	b.ReportMetric(float64(el.Nanoseconds())/float64(rx), "ns/pkt")
 }
+
+// A worker polls every queue assigned to it: with one worker and two
+// queues, packets arriving on queue 1 are balanced too.
+func TestWorkerPollsExtraQueues(t *testing.T) {
+	svc, hops := natService(2)
+	bal := lb.NewBalancer(1, 16)
+	if err := bal.Apply(lb.Config{Services: []lb.Service{svc}, NextHops: hops}); err != nil {
+		t.Fatal(err)
+	}
+	port, _ := mem.New(mem.Config{MAC: lbMAC, Queues: 2})
+	e, err := New(Config{Workers: 1, Ports: []driver.Port{port}, Balancer: bal, Sessions: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := e.Workers()[0]
+	port.MemQueue(1).Inject(tcp4(t, client(1), vip, 1234, 80, true, clientMAC))
+	if n := w.Poll(time.Now().UnixNano()); n != 1 {
+		t.Fatalf("polled %d packets, want the one on queue 1", n)
+	}
+	if got := drainAll(t, port, 1); decode(t, got[0]).dport != 8080 {
+		t.Fatal("packet from queue 1 not balanced")
+	}
+}

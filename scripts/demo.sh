@@ -66,7 +66,7 @@ x rt ethtool -K eth1 tx off >/dev/null 2>&1 || true
 x rt ethtool -K eth0 tx off >/dev/null 2>&1 || true
 
 echo "== backends"
-for i in 1 2 3; do x b$i "$BIN/gvs-backend" --name "backend$i" --http :8080 & done
+for i in 1 2 3; do ip netns exec "$(ns b$i)" "$BIN/gvs-backend" --name "backend$i" --http :8080 & done
 
 cat > "$WORK/gvsd.toml" <<CONF
 [global]
@@ -99,7 +99,7 @@ CONF
 for i in 1 2 3; do x gvs ping -c1 -W1 198.18.1.1$i >/dev/null 2>&1 || true; done
 
 echo "== gvsd"
-x gvs "$BIN/gvsd" --config "$WORK/gvsd.toml" >"$WORK/gvsd.out" 2>"$WORK/gvsd.log" &
+ip netns exec "$(ns gvs)" "$BIN/gvsd" --config "$WORK/gvsd.toml" >"$WORK/gvsd.out" 2>"$WORK/gvsd.log" &
 GVSD_PID=$!
 for _ in $(seq 100); do
   grep -q "gvs started" "$WORK/gvsd.log" 2>/dev/null && break
@@ -118,6 +118,7 @@ echo "  took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 echo "== distribution (weights 3:2:1)"
 sort "$WORK/answers" | uniq -c | sed 's/^/  /'
 kill -TERM $GVSD_PID; wait $GVSD_PID || true; GVSD_PID=""
+tail -n 3 "$WORK/gvsd.log" | sed "s/^/  gvsd: /"
 echo "== gvs counters"
 sed 's/^/  /' "$WORK/gvsd.out"
 grep -q FAILED "$WORK/answers" && { echo "some requests failed"; exit 1; }

@@ -61,18 +61,19 @@ const scratchSize = 256
 // rings over the port's shared UMEM. It implements driver.Queue; like every
 // driver.Queue it is used by one goroutine at a time.
 type Queue struct {
-	port *Port
-	id   int
-	fd   int
+	port     *Port
+	id       int
+	fd       int
+	fdClosed bool
 
 	fill addrRing
 	comp addrRing
 	rx   descRing
 	tx   descRing
 
-	txBudget   int    // descriptors the kernel sends per sendto in copy mode
-	fillTarget uint32 // chunks this queue keeps lent to the kernel for RX
-	rxLent     uint32 // chunks put in the fill ring and not yet received
+	txBudget   int           // descriptors the kernel sends per sendto in copy mode
+	fillTarget uint32        // chunks this queue keeps lent to the kernel for RX
+	rxLent     atomic.Uint32 // chunks put in the fill ring and not yet received; written by the queue's goroutine only
 
 	scratch [scratchSize]uint64
 
@@ -100,26 +101,30 @@ func (q *Queue) reap() {
 	}
 }
 
-// refill tops the fill ring up to fillTarget chunks lent to the kernel.
-// It is called per burst and only goes to the pool when at least a burst
-// of chunks is missing.
-func (q *Queue) refill() {
-	if q.rxLent+driver.BurstSize > q.fillTarget {
-		return
+// refill tops the fill ring up towards fillTarget chunks lent to the
+// kernel, at most scratchSize per call. It is called per burst and only
+// goes to the pool when at least a burst of chunks is missing. It reports
+// whether it added any.
+func (q *Queue) refill() bool {
+	lent := q.rxLent.Load()
+	if lent+driver.BurstSize > q.fillTarget {
+		return false
 	}
-	want := min(q.fillTarget-q.rxLent, scratchSize)
+	want := min(q.fillTarget-lent, scratchSize)
 	want = q.fill.free(want)
 	if want == 0 {
-		return
+		return false
 	}
 	n := uint32(q.port.pool.get(q.scratch[:want]))
 	for i := uint32(0); i < n; i++ {
 		q.fill.addrs[(q.fill.local+i)&q.fill.mask] = q.scratch[i]
 	}
-	if n > 0 {
-		q.fill.submit(n)
-		q.rxLent += n
+	if n == 0 {
+		return false
 	}
+	q.fill.submit(n)
+	q.rxLent.Store(lent + n)
+	return true
 }
 
 // Receive implements driver.Queue. It never blocks; a syscall (recvfrom) is
@@ -159,7 +164,7 @@ func (q *Queue) Receive(frames []driver.Frame) (int, error) {
 		bytes += int(d.Len)
 	}
 	q.rx.release(n)
-	q.rxLent -= n
+	q.rxLent.Store(q.rxLent.Load() - n)
 	q.rxPkts.Add(uint64(n))
 	q.rxBytes.Add(uint64(bytes))
 	return int(n), nil

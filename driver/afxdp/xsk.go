@@ -201,6 +201,9 @@ func kickRx(fd int) unix.Errno {
 // cleanup ran.
 var bindTimeout = 5 * time.Second
 
+// bindBusyHook, if set (tests), is called on every EBUSY before the back-off.
+var bindBusyHook func()
+
 // bindRetry binds fd, retrying with exponential back-off while the queue is
 // busy (EBUSY), for at most bindTimeout.
 func bindRetry(fd int, sa *unix.SockaddrXDP) (retries int, err error) {
@@ -210,6 +213,9 @@ func bindRetry(fd int, sa *unix.SockaddrXDP) (retries int, err error) {
 		err = unix.Bind(fd, sa)
 		if !errors.Is(err, unix.EBUSY) || time.Now().Add(wait).After(deadline) {
 			return retries, err
+		}
+		if bindBusyHook != nil {
+			bindBusyHook()
 		}
 		time.Sleep(wait)
 		retries++
@@ -281,9 +287,9 @@ func (q *Queue) closeSocket() {
 	unmapRing(&q.comp.ringHdr)
 	unmapRing(&q.rx.ringHdr)
 	unmapRing(&q.tx.ringHdr)
-	if q.fd > 0 {
+	if q.fd >= 0 && !q.fdClosed {
 		_ = unix.Close(q.fd)
-		q.fd = -1
+		q.fdClosed = true
 	}
 }
 
