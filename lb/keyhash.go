@@ -49,8 +49,7 @@ func (k *Key) Hash() uint64 {
 }
 
 // Equal reports whether k and o are the same 5-tuple (padding ignored). It
-// compares whole words without branches, which is cheaper than Go's
-// field-by-field struct comparison on the lookup path.
+// compares five whole words and branches once, for the lookup path.
 func (k *Key) Equal(o *Key) bool {
 	d := binary.LittleEndian.Uint64(k.Src[0:8]) ^ binary.LittleEndian.Uint64(o.Src[0:8])
 	d |= binary.LittleEndian.Uint64(k.Src[8:16]) ^ binary.LittleEndian.Uint64(o.Src[8:16])

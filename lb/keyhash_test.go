@@ -173,7 +173,7 @@ func TestKeyHashSpread(t *testing.T) {
 			h := k.Hash()
 			lo[h%bins]++
 			hi[(h>>32)%bins]++
-			sig[((h*0x9e3779b97f4a7c15)>>48)%bins]++
+			sig[((h*0x9e3779b97f4a7c15)>>49)%bins]++ // as SessionTable.locate
 		}
 		for part, c := range map[string]*[bins]int{"low": &lo, "high": &hi, "sig": &sig} {
 			// Chi-square with 1023 degrees of freedom: mean 1023, sd 45.

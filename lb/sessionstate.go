@@ -30,12 +30,14 @@ package lb
 // SYN establishes, a FIN leads to FinWait for good (Fin timeout) and a RST to
 // Close. nat/fullnat see both halves and use both blocks.
 //
-// Departures from IPVS, on purpose: a SYN on FinWait/Close starts over at
-// SynSent (TIME_WAIT reuse: the client reuses the port; the session keeps its
-// real, as IPVS with conn_reuse_mode=0); a stray SYN on Established changes
-// nothing (IPVS: the same); the server's own ACK never establishes, the
-// client's ACK of the SYN/ACK does; a client RST on SynRecv closes (IPVS keeps
-// SYN_RECV).
+// IPVS names its states from the server's side (a client SYN gives its
+// SYN_RECV); session.go names them from the client's, and the table maps
+// them. Like IPVS: a stray SYN on Established changes nothing, and a SYN on
+// FinWait/Close starts over at SynSent (TIME_WAIT reuse of a client port;
+// Advance keeps RealID, rescheduling is the caller's choice). Departures, on
+// purpose: the server's ACK alone never establishes (the client's ACK of the
+// SYN/ACK does); a client RST on SynRecv closes (IPVS keeps SYN_RECV); both
+// FINs give Close rather than TIME_WAIT.
 
 // TCP header flag bits Advance looks at (the pipeline passes the raw byte).
 const (

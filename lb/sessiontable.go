@@ -25,8 +25,8 @@ import (
 // each home bucket (SWAR, four lanes per word), and with the rest of a home's
 // line only if that home has spilled entries; it reads an Entry only on a
 // signature match (a false match, about one lookup in 2000, costs one key
-// comparison). A hit touches three cache lines: two signature lines and the
-// entry; every line is already loaded when a spill has to be searched.
+// comparison). A hit touches at most three cache lines, two of signatures
+// and the entry; searching a spill loads no further line.
 //
 // Why spill rather than move: Entry.Peer links a forward and a reverse entry
 // by index and the pipeline keeps indices across packets, so an entry must
@@ -98,7 +98,7 @@ type SessionStats struct {
 	Inserts uint64 // successful inserts
 	Deletes uint64 // entries removed for any reason (Delete, Expire, Flush)
 	Expired uint64 // sessions (forward entries) removed by Expire
-	Full    uint64 // inserts refused because both candidate buckets were full
+	Full    uint64 // inserts refused because both home lines were full
 }
 
 // Expired reports one session removed by Expire, so that the worker can fix
