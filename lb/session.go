@@ -42,6 +42,8 @@ const (
 	// EntryPersist marks a persistence template (client → real) rather than a
 	// connection.
 	EntryPersist
+	// Bits 6 and 7 are the TCP state machine's (sessionstate.go: which side
+	// has sent a FIN); nothing else may use them.
 )
 
 // Entry is one session in a SessionTable: 64 bytes.
