@@ -409,7 +409,7 @@ func TestBalancerRemoveServiceDrains(t *testing.T) {
 	snap := btApply(t, b, btCfg(s, keep))
 	id := btReal(t, snap, btRealKey(s, "198.18.1.1")).ID
 	b.Conns().Add(0, id, 1, 0)
-	snap = btApply(t, b, btCfg(keep))
+	btApply(t, b, btCfg(keep))
 	if d := b.Draining(); len(d) != 1 || d[0] != btRealKey(s, "198.18.1.1") {
 		t.Fatalf("Draining() = %v", d)
 	}
@@ -448,7 +448,7 @@ func TestBalancerPurge(t *testing.T) {
 	// Sessions on two workers: one active on worker 0, two inactive on 1.
 	b.Conns().Add(0, id2, 1, 0)
 	b.Conns().Add(1, id2, 0, 2)
-	snap = btApply(t, b, lessCfg)
+	btApply(t, b, lessCfg)
 
 	steps := []struct {
 		worker  int

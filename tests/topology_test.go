@@ -67,7 +67,7 @@ type family struct {
 	v6                                   bool
 	client, routerC, routerL, gvs, local string
 	vip                                  netip.Addr
-	clientNet, lanNet, bits, hostBits    string
+	bits, hostBits                       string
 	realFmt                              string
 }
 
