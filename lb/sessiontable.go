@@ -73,10 +73,9 @@ func sigZero(w, pat uint64) uint64 {
 // goroutine only: no locks, no atomics. Lookup, LookupBurst, Insert, Link,
 // Delete, Expire and Advance never allocate.
 type SessionTable struct {
-	sigs  []uint64 // 2 words (8 lanes) per bucket, 64-byte aligned
-	ents  []Entry  // 8 entries per bucket
-	half  uint32   // buckets per half (a power of two, at least one line)
-	hmask uint32   // half - 1
+	sigs []uint64 // 2 words (8 lanes) per bucket, 64-byte aligned
+	ents []Entry  // 8 entries per bucket
+	half uint32   // buckets per half (whole lines, at least one)
 
 	live   int    // live entries
 	cursor uint32 // next signature word Expire scans
@@ -119,11 +118,13 @@ func NewSessionTable(capacity int, t Timeouts) *SessionTable {
 	if capacity < 1 {
 		capacity = 1
 	}
-	slots := (capacity*10 + 8) / 9    // ceil(capacity / 0.9)
-	nb := 2 * lineSlots / bucketSlots // one line per half at least
-	for nb*bucketSlots < slots {
-		nb <<= 1
-	}
+	// Any number of whole lines per half (not a power of two): home buckets
+	// are picked by multiply-shift, so memory follows capacity closely.
+	// 85% load: two-choice placement with line-local spill first fails
+	// around 92-95% on large tables; small tables need the slack.
+	slots := (capacity*20 + 16) / 17 // ceil(capacity / 0.85)
+	lines := (slots + 2*lineSlots - 1) / (2 * lineSlots)
+	nb := 2 * lines * lineSlots / bucketSlots
 	if nb*bucketSlots > 1<<31 {
 		panic(fmt.Sprintf("lb: session table capacity %d too large (entry indices are int32)", capacity))
 	}
@@ -131,9 +132,10 @@ func NewSessionTable(capacity int, t Timeouts) *SessionTable {
 		sigs:     alignedWords(nb * bucketSlots / 4),
 		ents:     make([]Entry, nb*bucketSlots),
 		half:     uint32(nb / 2),
-		hmask:    uint32(nb/2 - 1),
 		timeouts: t.withDefaults(),
 	}
+	adviseHuge(unsafe.Pointer(&st.sigs[0]), uintptr(len(st.sigs))*8)
+	adviseHuge(unsafe.Pointer(&st.ents[0]), uintptr(len(st.ents))*entrySize)
 	for i := range st.ents {
 		st.ents[i].Peer = -1 // also faults the pages in now, not on the fast path
 	}
@@ -169,8 +171,8 @@ func alignedWords(n int) []uint64 {
 // locate returns the two home buckets of hash h and its signature replicated
 // into the four lanes of a word.
 func (t *SessionTable) locate(h uint64) (b1, b2 uint32, pat uint64) {
-	b1 = uint32(h) & t.hmask
-	b2 = t.half + uint32(h>>32)&t.hmask
+	b1 = uint32(uint64(uint32(h)) * uint64(t.half) >> 32)
+	b2 = t.half + uint32((h>>32)*uint64(t.half)>>32)
 	// The signature takes the top bits of h times an odd constant: they depend
 	// on every bit of h, including those the bucket indices do not use.
 	sig := (h * 0x9e3779b97f4a7c15) >> 49
@@ -449,8 +451,11 @@ func (t *SessionTable) Delete(i int32) {
 func (t *SessionTable) Expire(now uint32, budget int, out []Expired) int {
 	n := 0
 	sigs := t.sigs
-	wmask := uint32(len(sigs) - 1)
-	c := t.cursor & wmask
+	nw := uint32(len(sigs))
+	c := t.cursor
+	if c >= nw {
+		c = 0
+	}
 	for scanned := 0; scanned < budget; scanned += 4 {
 		occ := ^sigZero(sigs[c], 0) & laneHigh
 		for occ != 0 {
@@ -481,7 +486,9 @@ func (t *SessionTable) Expire(now uint32, budget int, out []Expired) int {
 			// The peer may sit in this very word: forget emptied lanes.
 			occ &^= sigZero(sigs[c], 0)
 		}
-		c = (c + 1) & wmask
+		if c++; c == nw {
+			c = 0
+		}
 	}
 	t.cursor = c
 	return n

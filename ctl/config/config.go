@@ -32,7 +32,7 @@ type File struct {
 type Global struct {
 	Workers  int      `toml:"workers"`   // poll-mode workers (default 1)
 	CPUs     []int    `toml:"cpus"`      // worker i pinned to cpus[i % len]; empty: not pinned
-	Sessions int      `toml:"sessions"`  // session table capacity per worker (default 1048576)
+	Sessions int      `toml:"sessions"`  // session table entries per worker (default 1048576; a nat/fullnat session takes two)
 	MaxReals int      `toml:"max_reals"` // real servers, configured plus draining (default 4096)
 	Timeouts Timeouts `toml:"timeouts"`
 	Idle     Idle     `toml:"idle"`
