@@ -340,6 +340,7 @@ func (w *Pipeline) Publish() {
 			}
 		}
 	}
+	w.ctr.c[CtrSessionsLive] = uint64(w.table.Len())
 	w.stats.publish(&w.ctr, n)
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"gvs/ctl/api"
 	"gvs/ctl/config"
 	"gvs/ctl/daemon"
 )
@@ -93,11 +95,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 				log.Error("reload refused; the running configuration stays", "error", err)
 			}
 		case syscall.SIGUSR1:
-			printSummary(stdout, d.Summary(), *statsJSON)
+			printSummary(stdout, d.Stats(nil), *statsJSON)
 		default:
 			log.Info("stopping", "signal", sig.String())
 			d.Engine().Stop()
-			sum := d.Summary()
+			sum := d.Stats(nil)
 			if err := d.Close(); err != nil {
 				log.Error("close", "error", err)
 			}
@@ -108,7 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printSummary(w io.Writer, s daemon.Summary, asJSON bool) {
+func printSummary(w io.Writer, s api.Stats, asJSON bool) {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -117,17 +119,23 @@ func printSummary(w io.Writer, s daemon.Summary, asJSON bool) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tREAL\tMETHOD\tWEIGHT\tSTATE\tCONNS\tINPKTS\tOUTPKTS\tACTIVE\tINACTIVE")
-	for _, r := range s.Reals {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", r.Service, r.Real, r.Method, r.Weight, r.State, r.Conns, r.InPkts, r.OutPkts, r.ActiveConns, r.InactiveConns)
+	for _, sv := range s.Services {
+		for _, r := range sv.Reals {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\n", sv.ServiceID,
+				netip.AddrPortFrom(netip.MustParseAddr(r.Addr), uint16(r.Port)), r.Method, r.Weight, r.State,
+				r.Conns, r.InPkts, r.OutPkts, r.ActiveConns, r.InactiveConns)
+		}
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "workers: rx %d tx %d new sessions %d hits %d slow path %d hand-overs %d\n",
-		s.Workers["rx_packets"], s.Workers["tx_packets"], s.Workers["sessions_new"], s.Workers["session_hits"],
-		s.Workers["slow_path"], s.Workers["handover_out"])
-	if len(s.Drops) > 0 {
-		fmt.Fprintf(w, "drops: %v\n", s.Drops)
+	for _, wk := range s.Workers {
+		c := wk.Counters
+		fmt.Fprintf(w, "worker %d: rx %d tx %d new sessions %d hits %d slow path %d hand-overs %d\n", wk.Worker,
+			c["rx_packets"], c["tx_packets"], c["sessions_new"], c["session_hits"], c["slow_path"], c["handover_out"])
+		if len(wk.Drops) > 0 {
+			fmt.Fprintf(w, "worker %d drops: %v\n", wk.Worker, wk.Drops)
+		}
 	}
-	for name, p := range s.Ports {
-		fmt.Fprintf(w, "port %s: rx %d tx %d rx-dropped %d tx-dropped %d\n", name, p.RxPackets, p.TxPackets, p.RxDropped, p.TxDropped)
+	for _, p := range s.Ports {
+		fmt.Fprintf(w, "port %s (%s): rx %d tx %d rx-dropped %d tx-dropped %d\n", p.Name, p.Driver, p.RxPackets, p.TxPackets, p.RxDropped, p.TxDropped)
 	}
 }

@@ -23,75 +23,75 @@ import (
 
 // File is the configuration file as written. Field names are the TOML keys.
 type File struct {
-	Global  Global    `toml:"global"`
-	Ports   []Port    `toml:"port"`
-	Service []Service `toml:"service"`
+	Global  Global    `toml:"global" json:"global,omitempty"`
+	Ports   []Port    `toml:"port" json:"port,omitempty"`
+	Service []Service `toml:"service" json:"service,omitempty"`
 }
 
 // Global holds the daemon-wide settings.
 type Global struct {
-	Workers  int      `toml:"workers"`   // poll-mode workers (default 1)
-	CPUs     []int    `toml:"cpus"`      // worker i pinned to cpus[i % len]; empty: not pinned
-	Sessions int      `toml:"sessions"`  // session table entries per worker (default 1048576; a nat/fullnat session takes two)
-	MaxReals int      `toml:"max_reals"` // real servers, configured plus draining (default 4096)
-	Timeouts Timeouts `toml:"timeouts"`
-	Idle     Idle     `toml:"idle"`
+	Workers  int      `toml:"workers" json:"workers,omitempty"`     // poll-mode workers (default 1)
+	CPUs     []int    `toml:"cpus" json:"cpus,omitempty"`           // worker i pinned to cpus[i % len]; empty: not pinned
+	Sessions int      `toml:"sessions" json:"sessions,omitempty"`   // session table entries per worker (default 1048576; a nat/fullnat session takes two)
+	MaxReals int      `toml:"max_reals" json:"max_reals,omitempty"` // real servers, configured plus draining (default 4096)
+	Timeouts Timeouts `toml:"timeouts" json:"timeouts,omitempty"`
+	Idle     Idle     `toml:"idle" json:"idle,omitempty"`
 }
 
 // Timeouts are the session timeouts (durations such as "900s", "15m").
 type Timeouts struct {
-	TCP    Duration `toml:"tcp"`     // established (default 900s)
-	TCPSyn Duration `toml:"tcp_syn"` // handshake (default 60s)
-	TCPFin Duration `toml:"tcp_fin"` // closing (default 120s)
-	Close  Duration `toml:"close"`   // after RST (default 10s)
-	UDP    Duration `toml:"udp"`     // (default 300s)
-	ICMP   Duration `toml:"icmp"`    // (default 60s)
+	TCP    Duration `toml:"tcp" json:"tcp,omitempty"`         // established (default 900s)
+	TCPSyn Duration `toml:"tcp_syn" json:"tcp_syn,omitempty"` // handshake (default 60s)
+	TCPFin Duration `toml:"tcp_fin" json:"tcp_fin,omitempty"` // closing (default 120s)
+	Close  Duration `toml:"close" json:"close,omitempty"`     // after RST (default 10s)
+	UDP    Duration `toml:"udp" json:"udp,omitempty"`         // (default 300s)
+	ICMP   Duration `toml:"icmp" json:"icmp,omitempty"`       // (default 60s)
 }
 
 // Idle is the back-off of a worker that receives nothing.
 type Idle struct {
-	Spin  int      `toml:"spin"`
-	Yield int      `toml:"yield"`
-	Sleep Duration `toml:"sleep"`
+	Spin  int      `toml:"spin" json:"spin,omitempty"`
+	Yield int      `toml:"yield" json:"yield,omitempty"`
+	Sleep Duration `toml:"sleep" json:"sleep,omitempty"`
 }
 
 // Port is one interface gvs drives.
 type Port struct {
-	Name     string `toml:"name"`     // interface name
-	Driver   string `toml:"driver"`   // auto (default: afxdp, else afpacket), afxdp, afpacket
-	Mode     string `toml:"mode"`     // afxdp: auto, native, generic
-	ZeroCopy string `toml:"zerocopy"` // afxdp: auto, on, off
-	Frames   int    `toml:"frames"`   // afxdp: UMEM chunks; afpacket: buffer pool
-	FrameSz  int    `toml:"frame_size"`
-	RingSize int    `toml:"ring_size"`
+	Name     string `toml:"name" json:"name,omitempty"`         // interface name
+	Driver   string `toml:"driver" json:"driver,omitempty"`     // auto (default: afxdp, else afpacket), afxdp, afpacket
+	Mode     string `toml:"mode" json:"mode,omitempty"`         // afxdp: auto, native, generic
+	ZeroCopy string `toml:"zerocopy" json:"zerocopy,omitempty"` // afxdp: auto, on, off
+	Frames   int    `toml:"frames" json:"frames,omitempty"`     // afxdp: UMEM chunks; afpacket: buffer pool
+	FrameSz  int    `toml:"frame_size" json:"frame_size,omitempty"`
+	RingSize int    `toml:"ring_size" json:"ring_size,omitempty"`
 }
 
 // Service is one virtual service.
 type Service struct {
-	Proto       string   `toml:"proto"` // tcp, udp, any
-	VIP         string   `toml:"vip"`
-	Port        int      `toml:"port"` // 0: all ports
-	Scheduler   string   `toml:"scheduler"`
-	Method      string   `toml:"method"` // nat, fullnat, dr, l3dsr, tunnel
-	Flags       []string `toml:"flags"`  // hash-port, fallback, one-packet
-	Persistence Duration `toml:"persistence"`
-	PersistMask int      `toml:"persistence_mask"`
-	DSCP        int      `toml:"dscp"`
-	LocalAddrs  []string `toml:"local_addrs"`
-	MaglevSize  int      `toml:"maglev_size"`
-	SlowStart   Duration `toml:"slow_start"`
-	OnRemove    string   `toml:"on_remove"` // drain (default), drop
-	ClientPort  string   `toml:"client_port"`
-	Reals       []Real   `toml:"real"`
+	Proto       string   `toml:"proto" json:"proto,omitempty"` // tcp, udp, any
+	VIP         string   `toml:"vip" json:"vip,omitempty"`
+	Port        int      `toml:"port" json:"port,omitempty"` // 0: all ports
+	Scheduler   string   `toml:"scheduler" json:"scheduler,omitempty"`
+	Method      string   `toml:"method" json:"method,omitempty"` // nat, fullnat, dr, l3dsr, tunnel
+	Flags       []string `toml:"flags" json:"flags,omitempty"`   // hash-port, fallback, one-packet
+	Persistence Duration `toml:"persistence" json:"persistence,omitempty"`
+	PersistMask int      `toml:"persistence_mask" json:"persistence_mask,omitempty"`
+	DSCP        int      `toml:"dscp" json:"dscp,omitempty"`
+	LocalAddrs  []string `toml:"local_addrs" json:"local_addrs,omitempty"`
+	MaglevSize  int      `toml:"maglev_size" json:"maglev_size,omitempty"`
+	SlowStart   Duration `toml:"slow_start" json:"slow_start,omitempty"`
+	OnRemove    string   `toml:"on_remove" json:"on_remove,omitempty"` // drain (default), drop
+	ClientPort  string   `toml:"client_port" json:"client_port,omitempty"`
+	Reals       []Real   `toml:"real" json:"real,omitempty"`
 }
 
 // Real is one real server.
 type Real struct {
-	Addr   string `toml:"addr"`
-	Port   int    `toml:"port"`
-	Weight *int   `toml:"weight"` // default 1
-	Method string `toml:"method"`
-	State  string `toml:"state"` // up (default), drain, down
+	Addr   string `toml:"addr" json:"addr,omitempty"`
+	Port   int    `toml:"port" json:"port,omitempty"`
+	Weight *int   `toml:"weight" json:"weight,omitempty"` // default 1
+	Method string `toml:"method" json:"method,omitempty"`
+	State  string `toml:"state" json:"state,omitempty"` // up (default), drain, down
 }
 
 // Duration is a time.Duration written as a string ("30s", "5m").
@@ -171,6 +171,22 @@ func Parse(name string, data []byte) (*Config, error) {
 	cfg.File = f
 	return cfg, nil
 }
+
+// Build validates a configuration that did not come from a file (changes
+// made through the control socket); errors name the key but no line.
+func Build(name string, f File) (*Config, error) {
+	v := &validator{name: name, lines: map[string]int{}}
+	cfg := v.build(&f)
+	if len(v.errs) > 0 {
+		return nil, errors.Join(v.errs...)
+	}
+	cfg.Path = name
+	cfg.File = f
+	return cfg, nil
+}
+
+// Marshal writes f as TOML (gvsctl -S --format toml, save).
+func Marshal(f File) ([]byte, error) { return toml.Marshal(f) }
 
 func decodeError(name string, err error) error {
 	var sm *toml.StrictMissingError

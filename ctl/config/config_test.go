@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -60,5 +61,28 @@ func TestErrorsNameFileLineKey(t *testing.T) {
 				t.Fatalf("error %q\ndoes not contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+// A file marshalled back to TOML loads to the same configuration.
+func TestRoundTrip(t *testing.T) {
+	cfg, err := Load("testdata/example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Marshal(cfg.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse("round.toml", out)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(cfg.LB, again.LB) || !reflect.DeepEqual(cfg.Global, again.Global) {
+		t.Fatalf("round trip changed the configuration:\n%s", out)
+	}
+	b, err := Build("socket", again.File)
+	if err != nil || !reflect.DeepEqual(b.LB, cfg.LB) {
+		t.Fatalf("Build: %v", err)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"reflect"
-	"sort"
 	"sync"
 	"time"
 
@@ -22,7 +21,6 @@ import (
 	"gvs/ctl/nexthop"
 	"gvs/driver"
 	"gvs/lb"
-	"gvs/pipeline"
 	"gvs/pmd"
 )
 
@@ -55,11 +53,14 @@ type Daemon struct {
 	hops   HopResolver
 	watch  *nexthop.Resolver
 
-	mu         sync.Mutex
+	mu         sync.Mutex // serialises configuration changes
 	cfg        *config.Config
 	unresolved int
 	cancel     context.CancelFunc
 	done       chan struct{}
+
+	smu sync.Mutex // guards st
+	st  statsState
 }
 
 // New opens everything the configuration names. On error, whatever was
@@ -71,6 +72,7 @@ func New(opts Options) (d *Daemon, err error) {
 		log = slog.Default()
 	}
 	d = &Daemon{log: log, cfg: cfg, bal: lb.NewBalancer(cfg.Global.Workers, cfg.Global.MaxReals)}
+	d.st = statsState{base: map[lb.RealKey]rawReal{}, ids: map[lb.RealKey]uint32{}, prevAt: time.Now()}
 	defer func() {
 		if err != nil {
 			d.closePorts()
@@ -110,6 +112,7 @@ func New(opts Options) (d *Daemon, err error) {
 // Start starts the workers and the background upkeep (next-hop refresh,
 // purge of drained reals).
 func (d *Daemon) Start() {
+	d.sampleStats()
 	d.engine.Start()
 	for _, w := range d.engine.Workers() {
 		if e := w.Stats().PinError; e != "" {
@@ -133,10 +136,14 @@ func (d *Daemon) upkeep(ctx context.Context) {
 	defer close(d.done)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	stats := time.NewTicker(StatsInterval)
+	defer stats.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-stats.C:
+			d.sampleStats()
 		case <-tick.C:
 			d.mu.Lock()
 			retry := d.unresolved > 0
@@ -198,6 +205,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	if err := d.bal.Apply(lc); err != nil {
 		return err
 	}
+	d.sampleStats() // baselines for new reals (and reused ids) start now
 	if d.unresolved > 0 && len(probs) == 0 {
 		d.log.Info("all next hops resolved")
 	}
@@ -278,72 +286,3 @@ func (d *Daemon) Balancer() *lb.Balancer { return d.bal }
 // Engine returns the worker engine.
 func (d *Daemon) Engine() *pmd.Engine { return d.engine }
 
-// RealStats are the counters of one real, summed over workers.
-type RealStats struct {
-	Service           string `json:"service"`
-	Real              string `json:"real"`
-	Method            string `json:"method"`
-	Weight            int32  `json:"weight"`
-	State             string `json:"state"`
-	Conns             uint64 `json:"conns"`
-	InPkts, InBytes   uint64
-	OutPkts, OutBytes uint64
-	ActiveConns       int64 `json:"active_conns"`
-	InactiveConns     int64 `json:"inactive_conns"`
-}
-
-// Summary is a snapshot of the daemon's counters.
-type Summary struct {
-	Reals   []RealStats
-	Workers map[string]uint64
-	Drops   map[string]uint64
-	Ports   map[string]driver.PortStats
-}
-
-// Summary sums the published counters of every worker.
-func (d *Daemon) Summary() Summary {
-	s := Summary{Workers: map[string]uint64{}, Drops: map[string]uint64{}, Ports: map[string]driver.PortStats{}}
-	snap := d.bal.Load()
-	var stats []*pipeline.Stats
-	for _, w := range d.engine.Workers() {
-		st := w.Pipeline().Stats()
-		stats = append(stats, st)
-		for c := pipeline.Counter(0); int(c) < pipeline.NumCounters; c++ {
-			s.Workers[c.String()] += st.Counter(c)
-		}
-		for r := pipeline.DropReason(0); int(r) < pipeline.NumDropReasons; r++ {
-			if n := st.Drops(r); n > 0 {
-				s.Drops[r.String()] += n
-			}
-		}
-	}
-	for i := range snap.Reals {
-		r := &snap.Reals[i]
-		rs := RealStats{
-			Service: r.Key.Service.String(), Real: netip.AddrPortFrom(r.Key.Addr, r.Key.Port).String(),
-			Method: r.Method.String(), Weight: r.Weight, State: r.State.String(),
-		}
-		if r.Removed {
-			rs.State = "removed"
-		}
-		for _, st := range stats {
-			rs.Conns += st.Real(r.ID, pipeline.RealConns)
-			rs.InPkts += st.Real(r.ID, pipeline.RealInPkts)
-			rs.InBytes += st.Real(r.ID, pipeline.RealInBytes)
-			rs.OutPkts += st.Real(r.ID, pipeline.RealOutPkts)
-			rs.OutBytes += st.Real(r.ID, pipeline.RealOutBytes)
-		}
-		rs.ActiveConns, rs.InactiveConns = d.bal.Conns().Sum(r.ID)
-		s.Reals = append(s.Reals, rs)
-	}
-	sort.Slice(s.Reals, func(i, j int) bool {
-		if s.Reals[i].Service != s.Reals[j].Service {
-			return s.Reals[i].Service < s.Reals[j].Service
-		}
-		return s.Reals[i].Real < s.Reals[j].Real
-	})
-	for _, p := range d.ports {
-		s.Ports[p.Name()] = p.Stats()
-	}
-	return s
-}

@@ -152,13 +152,16 @@ func TestDaemonForwardsAndReloads(t *testing.T) {
 		t.Fatal("refused reload changed the snapshot")
 	}
 	d.Engine().Stop()
-	sum := d.Summary()
-	var conns uint64
-	for _, r := range sum.Reals {
-		conns += r.Conns
+	st := d.Stats(nil)
+	var conns, news uint64
+	for _, s := range st.Services {
+		conns += s.Conns
 	}
-	if conns != 40 || sum.Workers["sessions_new"] != 40 {
-		t.Fatalf("summary: %d conns, %d sessions_new, want 40", conns, sum.Workers["sessions_new"])
+	for _, w := range st.Workers {
+		news += w.Counters["sessions_new"]
+	}
+	if len(st.Services) != 1 || len(st.Services[0].Reals) != 3 || conns != 40 || news != 40 {
+		t.Fatalf("stats: %d services, %d conns, %d sessions_new, want 1, 40, 40", len(st.Services), conns, news)
 	}
 }
 
