@@ -122,7 +122,9 @@ func (d *xdpTXDUT) Stop() error {
 	return err
 }
 
-func (d *xdpTXDUT) Detail() string { return "native XDP on the DUT veth; runs in the sender's softirq (CPU of the generator)" }
+func (d *xdpTXDUT) Detail() string {
+	return "native XDP on the DUT veth; runs in the sender's softirq (CPU of the generator)"
+}
 
 // --- afxdp-reflector ---
 

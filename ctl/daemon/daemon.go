@@ -285,4 +285,3 @@ func (d *Daemon) Balancer() *lb.Balancer { return d.bal }
 
 // Engine returns the worker engine.
 func (d *Daemon) Engine() *pmd.Engine { return d.engine }
-
