@@ -101,6 +101,11 @@ const (
 	RealInBytes
 	RealOutPkts // replies (nat, fullnat)
 	RealOutBytes
+	// Passive health signals (DPVS dest-check style): TCP sessions that
+	// reached ESTABLISHED, and TCP sessions that expired still in the
+	// handshake (the real never completed it).
+	RealEstablished
+	RealSynExpired
 	numRealCounters
 )
 

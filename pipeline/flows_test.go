@@ -444,3 +444,29 @@ func TestVLANTagged(t *testing.T) {
 		}
 	}
 }
+
+// Passive health signals: a handshake that completes and one that never
+// does (the session expires in SYN state) are counted per real.
+func TestPassiveHealthCounters(t *testing.T) {
+	svc := testService(lb.MethodDR, false, lb.ProtoTCP, "rr", 1)
+	e := newEnv(t, 1024, svc)
+	ok := pktSpec{src: clientAddr(false, 1), dst: svc.VIP, sport: 1000, dport: vipPort, syn: true}
+	e.run(build(t, ok))
+	ok.syn, ok.ack = false, true
+	e.run(build(t, ok))
+	e.run(build(t, pktSpec{src: clientAddr(false, 2), dst: svc.VIP, sport: 1001, dport: vipPort, syn: true}))
+	id := e.bal.Load().Reals[0].ID
+	st := e.pipe.Stats()
+	if got := st.Real(id, RealEstablished); got != 1 {
+		t.Fatalf("established = %d, want 1", got)
+	}
+	// Past the SYN timeout, expiry finds the unanswered handshake.
+	e.now += int64(lb.DefaultTimeouts.SynSent+1) * 1e9
+	for i := 0; i < e.pipe.Sessions().Cap()/64+2; i++ {
+		e.pipe.Tick(e.now)
+	}
+	e.pipe.Publish()
+	if got := st.Real(id, RealSynExpired); got != 1 {
+		t.Fatalf("syn_expired = %d, want 1", got)
+	}
+}

@@ -319,6 +319,9 @@ func (w *Pipeline) housekeeping(now int64) {
 			continue
 		}
 		w.ctr.c[CtrExpired]++
+		if e.State == lb.StateSynSent || e.State == lb.StateSynRecv {
+			w.ctr.real[e.RealID][RealSynExpired]++
+		}
 		w.connsGone(e.RealID, e.State)
 	}
 	w.cw.Flush()
@@ -361,5 +364,8 @@ func (w *Pipeline) connsMoved(realID uint32, prev, cur uint8) {
 		w.cw.Add(realID, -1, 1)
 	case !a && b:
 		w.cw.Add(realID, 1, -1)
+		if cur == lb.StateEstablished && (prev == lb.StateSynSent || prev == lb.StateSynRecv) {
+			w.ctr.real[realID][RealEstablished]++
+		}
 	}
 }
