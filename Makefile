@@ -49,7 +49,12 @@ bench-hot:
 	$(GO) test -run '^$$' -bench 'BenchmarkPipeline|BenchmarkWorkers' -benchmem ./pipeline ./pmd
 	$(GO) test -run '^$$' -bench 'BenchmarkSessionTable|BenchmarkMaglevBuild' -benchmem ./lb
 
-bench: bench-hot
+# The whole-system benchmark (root: namespaces): forwarded Mpps on veth for
+# gvs (afxdp, afpacket) next to a bare XDP_TX and a bare AF_XDP reflector,
+# as ratios measured in the same run; then the hot-path microbenchmarks.
+bench: deps
+	$(GO) run ./cmd/gvs-bench veth $(BENCH_FLAGS)
+	$(MAKE) bench-hot
 
 # Bounded fuzzing of the packet parser (not part of `make test`).
 fuzz:

@@ -143,7 +143,7 @@ func (g *Generator) Describe() string {
 	case GenAFPacket:
 		return "AF_PACKET TX ring (driver/afpacket), returns counted by an XDP count-and-drop program"
 	case GenAFXDP:
-		return "AF_XDP copy mode (driver/afxdp), returns counted by its steering program"
+		return "AF_XDP copy mode (driver/afxdp); returns counted by its steering program, never received"
 	}
 	return g.kind
 }

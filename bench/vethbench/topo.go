@@ -338,12 +338,14 @@ func SweepStale() {
 	}
 }
 
-// ListNetns returns the bench namespaces present now (for checks).
+// ListNetns returns the namespaces of this process's runs still present
+// (for checks after Run).
 func ListNetns() []string {
 	var out []string
+	own := fmt.Sprintf("%s%d-", NamePrefix, os.Getpid())
 	ents, _ := os.ReadDir(NetnsDir)
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), NamePrefix) {
+		if strings.HasPrefix(e.Name(), own) {
 			out = append(out, e.Name())
 		}
 	}

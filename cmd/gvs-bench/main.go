@@ -79,6 +79,8 @@ func runVeth(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(stderr, "gvs-bench veth: %v\n", err)
+		fs.Usage()
 		return 2
 	}
 	if fs.NArg() > 0 {
