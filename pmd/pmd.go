@@ -62,6 +62,7 @@ type Engine struct {
 	workers []*Worker
 	stop    atomic.Bool
 	wg      sync.WaitGroup
+	runMu   sync.Mutex // guards started (session dumps read it)
 	started bool
 }
 
@@ -82,6 +83,13 @@ type Worker struct {
 	// Counters written by this worker only, read by anyone.
 	loops, idleLoops, handoverIn, handoverDrops, txDrops, slowFreed atomic.Uint64
 	pinErr                                                          atomic.Value
+
+	// Session dumps (dump.go): the pending request, checked once per loop
+	// iteration; requests are served one at a time; exited is set once the
+	// worker's goroutine no longer touches its session table.
+	dump   atomic.Pointer[dumpReq]
+	dumpMu sync.Mutex
+	exited atomic.Bool
 }
 
 // rxQueue is a queue a worker polls and the port it belongs to.
@@ -158,6 +166,8 @@ func (e *Engine) Workers() []*Worker { return e.workers }
 
 // Start starts every worker.
 func (e *Engine) Start() {
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
 	if e.started {
 		return
 	}
@@ -243,6 +253,13 @@ func (w *Worker) run() {
 		now := time.Now().UnixNano()
 		got := w.poll(now)
 		w.loops.Add(1)
+		if r := w.dump.Load(); r != nil {
+			budget := DumpBudget
+			if got == 0 {
+				budget = DumpBudgetIdle
+			}
+			w.serveDump(r, budget)
+		}
 		if got > 0 {
 			empty, sleep = 0, time.Microsecond
 			continue
@@ -264,6 +281,12 @@ func (w *Worker) run() {
 			}
 		}
 	}
+	// Last look at the session table: finish a pending dump, then let
+	// readers at it directly.
+	if r := w.dump.Load(); r != nil {
+		w.serveDump(r, -1)
+	}
+	w.exited.Store(true)
 }
 
 // poll does one round: a burst from every port queue and from every

@@ -1,15 +1,23 @@
 // Command gvsd is the gvs daemon: it drives the configured interfaces with
 // poll-mode workers and balances the configured virtual services.
 //
-//	gvsd --config /etc/gvs/gvsd.toml
+//	gvsd --config /etc/gvs/gvsd.toml [--socket /run/gvs/gvsd.sock] [--socket-group gvs]
 //
-// SIGHUP reloads the configuration (an invalid file is reported and the
-// running configuration stays), SIGUSR1 prints the counters, SIGTERM and
-// SIGINT stop the workers, detach the XDP programs, close the drivers and
-// print the final counters.
+// The control socket (--socket, default /run/gvs/gvsd.sock; "" disables it)
+// serves gvsctl. It is created 0660 with the group --socket-group (a name or
+// a gid) and accepts root, gvsd's own user and members of that group; by
+// default the group is "gvs" when such a group exists, otherwise the socket
+// is 0600 and root only (--socket-group "" forces that).
+//
+// SIGHUP reloads the configuration file, as gvsctl reload does (an invalid
+// file is reported and the running configuration stays), SIGUSR1 prints the
+// counters, SIGTERM and SIGINT close the control socket (removing it), stop
+// the workers, detach the XDP programs, close the drivers and print the
+// final counters.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,15 +25,23 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"os/user"
 	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"gvs/ctl/api"
 	"gvs/ctl/config"
 	"gvs/ctl/daemon"
+	"gvs/ctl/metrics"
+	"gvs/ctl/server"
 )
+
+// defaultSocketGroup is the control socket's group when --socket-group is
+// not given and a group of that name exists.
+const defaultSocketGroup = "gvs"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -39,6 +55,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	format := fs.String("log-format", "text", "log format: text or json")
 	statsJSON := fs.Bool("stats-json", false, "print counters as JSON (SIGUSR1 and at exit)")
+	socketPath := fs.String("socket", api.DefaultSocket, `control socket path ("" disables the socket)`)
+	socketGroup := fs.String("socket-group", "", `group allowed on the control socket besides root (name or gid; default "`+defaultSocketGroup+`" if it exists, else root only)`)
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on ADDR (host:port)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: gvsd [flags]\n\n%s", fs.FlagUsages())
 	}
@@ -76,6 +95,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s: ok (%d services)\n", *cfgPath, len(cfg.LB.Services))
 		return 0
 	}
+	group := *socketGroup
+	if !fs.Changed("socket-group") {
+		if _, err := user.LookupGroup(defaultSocketGroup); err == nil {
+			group = defaultSocketGroup
+		}
+	}
 	d, err := daemon.New(daemon.Options{Config: cfg, Open: openPort, Log: log})
 	if err != nil {
 		log.Error("start failed", "error", err)
@@ -84,20 +109,48 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGTERM, syscall.SIGINT)
 	d.Start()
+	var srv *server.Server
+	if *socketPath != "" {
+		srv, err = server.Listen(*socketPath, group, d, log)
+		if err != nil {
+			log.Error("start failed", "error", err)
+			if err := d.Close(); err != nil {
+				log.Error("close", "error", err)
+			}
+			return 1
+		}
+	}
+	if *metricsAddr != "" {
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		defer stopMetrics()
+		merr := make(chan error, 1)
+		go func() { merr <- metrics.Serve(mctx, *metricsAddr, metricsSource{d}, log) }()
+		select {
+		case err := <-merr:
+			if err != nil {
+				log.Error("metrics", "error", err)
+				d.Close()
+				return 1
+			}
+		case <-time.After(100 * time.Millisecond): // listening (Serve returns listen errors at once)
+		}
+	}
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGHUP:
-			nc, err := config.Load(*cfgPath)
-			if err == nil {
-				err = d.Reload(nc)
-			}
-			if err != nil {
+			// The same path as gvsctl reload.
+			if err := d.ReloadFile(); err != nil {
 				log.Error("reload refused; the running configuration stays", "error", err)
 			}
 		case syscall.SIGUSR1:
 			printSummary(stdout, d.Stats(nil), *statsJSON)
 		default:
 			log.Info("stopping", "signal", sig.String())
+			if srv != nil {
+				if err := srv.Close(); err != nil {
+					log.Error("close control socket", "error", err)
+				}
+			}
 			d.Engine().Stop()
 			sum := d.Stats(nil)
 			if err := d.Close(); err != nil {
@@ -139,3 +192,11 @@ func printSummary(w io.Writer, s api.Stats, asJSON bool) {
 		fmt.Fprintf(w, "port %s (%s): rx %d tx %d rx-dropped %d tx-dropped %d\n", p.Name, p.Driver, p.RxPackets, p.TxPackets, p.RxDropped, p.TxDropped)
 	}
 }
+
+// metricsSource adapts the daemon to what ctl/metrics reads.
+type metricsSource struct{ d *daemon.Daemon }
+
+func (s metricsSource) Stats() api.Stats             { return s.d.Stats(nil) }
+func (s metricsSource) Health() []api.HealthStatus   { return s.d.Health() }
+func (s metricsSource) VRRP() []api.VRRPStatus       { return s.d.VRRP() }
+func (s metricsSource) VersionInfo() api.VersionInfo { return daemon.VersionInfo() }

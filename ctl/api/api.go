@@ -72,10 +72,10 @@ const (
 	OpVersion       = "version"        // → VersionInfo
 	OpServices      = "services"       // ServiceFilter → []config.Service (running configuration)
 	OpAddService    = "add_service"    // config.Service (reals optional)
-	OpEditService   = "edit_service"   // config.Service (reals ignored)
+	OpEditService   = "edit_service"   // config.Service (reals ignored; see daemon.EditService for what an absent field means)
 	OpDeleteService = "delete_service" // ServiceID
 	OpAddReal       = "add_real"       // RealArgs
-	OpEditReal      = "edit_real"      // RealArgs
+	OpEditReal      = "edit_real"      // RealArgs (absent weight, method, state: kept)
 	OpDeleteReal    = "delete_real"    // RealArgs (Real.Addr, Real.Port)
 	OpClear         = "clear"          // delete every service (ipvsadm -C)
 	OpZero          = "zero"           // ServiceFilter: zero counters (ipvsadm -Z)
@@ -116,7 +116,8 @@ type RealArgs struct {
 }
 
 // SaveArgs chooses the format of OpSave: "toml" (the configuration file
-// schema, global and ports included) or "ipvsadm" (ipvsadm -S rules).
+// schema, global and ports included; the default) or "ipvsadm" (ipvsadm -S
+// rules with gvs's extensions, as ctl/rules writes them).
 type SaveArgs struct {
 	Format string `json:"format"`
 }
@@ -126,7 +127,8 @@ type SaveResult struct {
 	Text string `json:"text"`
 }
 
-// RestoreArgs carries ipvsadm -S rules to apply (-A/-a lines; -C clears).
+// RestoreArgs carries ipvsadm rules to apply (-A/-E/-D/-a/-e/-d/-C lines,
+// ctl/rules), all or nothing: an error names the first failing line.
 type RestoreArgs struct {
 	Text string `json:"text"`
 }

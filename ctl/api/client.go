@@ -65,6 +65,11 @@ func (c *Client) Call(op string, args, result any) error {
 	if err := json.Unmarshal(reply, &resp); err != nil {
 		return fmt.Errorf("bad reply to %s: %w", op, err)
 	}
+	if resp.ID == 0 && resp.Error != nil {
+		// An error about the connection rather than this request
+		// (permission, too many connections, a line too large).
+		return resp.Error
+	}
 	if resp.ID != req.ID {
 		return fmt.Errorf("reply to %s: id %d, want %d", op, resp.ID, req.ID)
 	}

@@ -1,10 +1,13 @@
 // Package daemon is gvsd's core: it loads the configuration, opens the
 // driver ports, resolves next hops, builds the Balancer's snapshots, tells
 // steering drivers which packets are gvs's, runs the poll-mode workers, and
-// applies reloads without restarting them. cmd/gvsd only wires flags and
-// signals to it.
+// applies reloads without restarting them. It also implements the
+// control socket's operations on the running configuration (ops.go,
+// Handle) and the listing of the workers' sessions (sessions.go). cmd/gvsd
+// only wires flags, signals and the socket server to it.
 //
-// Imports: ctl/config, ctl/nexthop, pmd, pipeline, lb, driver.
+// Imports: ctl/api, ctl/config, ctl/rules, ctl/nexthop, pmd, pipeline, lb,
+// driver.
 package daemon
 
 import (
@@ -17,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"gvs/ctl/api"
 	"gvs/ctl/config"
 	"gvs/ctl/nexthop"
 	"gvs/driver"
@@ -61,6 +65,10 @@ type Daemon struct {
 
 	smu sync.Mutex // guards st
 	st  statsState
+
+	pmu    sync.Mutex // guards the status providers (ops.go)
+	health func() []api.HealthStatus
+	vrrp   func() []api.VRRPStatus
 }
 
 // New opens everything the configuration names. On error, whatever was

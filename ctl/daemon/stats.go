@@ -128,6 +128,12 @@ func ServiceID(k lb.ServiceKey) api.ServiceID {
 
 // Stats returns the statistics of one service (or all, svc nil).
 func (d *Daemon) Stats(svc *lb.ServiceKey) api.Stats {
+	// The configuration may be replaced by a concurrent change: read the
+	// ports' settings under d.mu, before d.smu (apply takes d.mu, then
+	// d.smu).
+	d.mu.Lock()
+	portCfg := d.cfg.Ports
+	d.mu.Unlock()
 	d.smu.Lock()
 	defer d.smu.Unlock()
 	snap := d.bal.Load()
@@ -208,7 +214,7 @@ func (d *Daemon) Stats(svc *lb.ServiceKey) api.Stats {
 	for i, p := range d.ports {
 		ps := p.Stats()
 		out.Ports = append(out.Ports, api.PortStats{
-			Name: p.Name(), Driver: d.cfg.Ports[i].Driver, RxPackets: ps.RxPackets, RxBytes: ps.RxBytes,
+			Name: p.Name(), Driver: portCfg[i].Driver, RxPackets: ps.RxPackets, RxBytes: ps.RxBytes,
 			TxPackets: ps.TxPackets, TxBytes: ps.TxBytes, RxDropped: ps.RxDropped, TxDropped: ps.TxDropped,
 		})
 	}
