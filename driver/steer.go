@@ -30,6 +30,10 @@ const (
 	// SteerReplyTo matches fullnat replies: destination Addr is one of
 	// gvs's local addresses (any protocol and port).
 	SteerReplyTo
+	// SteerLocal names an address of the host itself: packets to it are
+	// never nat replies (they answer the host's own connections to a
+	// real, such as health checks) and stay with the kernel.
+	SteerLocal
 )
 
 // SteerRule is one steering rule.
@@ -41,6 +45,6 @@ type SteerRule struct {
 }
 
 func (r SteerRule) String() string {
-	names := map[SteerKind]string{SteerService: "service", SteerReplyFrom: "reply-from", SteerReplyTo: "reply-to"}
+	names := map[SteerKind]string{SteerService: "service", SteerReplyFrom: "reply-from", SteerReplyTo: "reply-to", SteerLocal: "local"}
 	return fmt.Sprintf("%s proto %d %s", names[r.Kind], r.Proto, netip.AddrPortFrom(r.Addr, r.Port))
 }

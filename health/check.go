@@ -367,3 +367,11 @@ func newChecker(c Check, t *Target) (Checker, error) {
 	}
 	return nil, fmt.Errorf("%w: unknown kind %q", ErrBadCheck, c.Kind)
 }
+
+// Validate checks a target and its chain as Manager.Set would, without
+// running anything (configuration loading uses it to report errors with
+// their place in the file).
+func (t Target) Validate() error {
+	_, err := t.normalize()
+	return err
+}

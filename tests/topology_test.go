@@ -104,6 +104,7 @@ type topo struct {
 	reals  []*lab.NS
 	gvsd   *lab.Proc
 	cfg    string // config file path
+	sock   string // gvsd's control socket
 }
 
 // newTopo builds the network with n reals (all started as backends; the
@@ -201,6 +202,7 @@ type svcSpec struct {
 	port         int
 	realPort     int
 	reals        []realSpec
+	extra        string // TOML lines inside the [[service]] table (checks)
 }
 
 // writeConfig writes gvsd's configuration for the services.
@@ -217,6 +219,7 @@ func (tp *topo) writeConfig(svcs ...svcSpec) {
 		case "tunnel":
 			fmt.Fprintf(&b, "local_addrs = [%q]\n", tp.fam.gvs)
 		}
+		b.WriteString(s.extra)
 		for _, r := range s.reals {
 			fmt.Fprintf(&b, "  [[service.real]]\n  addr = %q\n  weight = %d\n", tp.fam.real(r.idx), r.weight)
 			if s.realPort != 0 {
@@ -234,7 +237,8 @@ func (tp *topo) writeConfig(svcs ...svcSpec) {
 
 // startGVSD starts gvsd in the gvs namespace and waits until it runs.
 func (tp *topo) startGVSD() {
-	tp.gvsd = tp.gvs.Start(bin(tp.t, "gvsd"), "--config", tp.cfg, "--log-level", "debug")
+	tp.sock = filepath.Join(tp.t.TempDir(), "gvsd.sock")
+	tp.gvsd = tp.gvs.Start(bin(tp.t, "gvsd"), "--config", tp.cfg, "--log-level", "debug", "--socket", tp.sock)
 	lab.Eventually(tp.t, 10*time.Second, "gvsd started", func() error {
 		if tp.gvsd.Exited() {
 			tp.t.Fatalf("gvsd exited:\n%s", tp.gvsd.Output())

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"gvs/health"
 	"gvs/lb"
 )
 
@@ -82,16 +83,59 @@ type Service struct {
 	SlowStart   Duration `toml:"slow_start" json:"slow_start,omitempty"`
 	OnRemove    string   `toml:"on_remove" json:"on_remove,omitempty"` // drain (default), drop
 	ClientPort  string   `toml:"client_port" json:"client_port,omitempty"`
-	Reals       []Real   `toml:"real" json:"real,omitempty"`
+	// Checks is the health-check chain of every real of the service (a
+	// real's own chain replaces it); Passive the passive-check rule.
+	Checks  []Check  `toml:"check" json:"check,omitempty"`
+	Passive *Passive `toml:"passive" json:"passive,omitempty"`
+	Reals   []Real   `toml:"real" json:"real,omitempty"`
+}
+
+// Check is one health check of a chain (L2/L3 → L4 → L7: a check runs only
+// while the ones before it pass; the real is up only when all pass).
+type Check struct {
+	Kind          string   `toml:"kind" json:"kind"` // arp, icmp, tcp, tcp-halfopen, http, https, http-content
+	Port          int      `toml:"port" json:"port,omitempty"`
+	Path          string   `toml:"path" json:"path,omitempty"`
+	Host          string   `toml:"host" json:"host,omitempty"`
+	Status        string   `toml:"status" json:"status,omitempty"` // accepted codes, e.g. "200-299,404"
+	Contains      string   `toml:"contains" json:"contains,omitempty"`
+	Regexp        string   `toml:"regexp" json:"regexp,omitempty"`
+	MaxBody       int      `toml:"max_body" json:"max_body,omitempty"`
+	Send          string   `toml:"send" json:"send,omitempty"`
+	Expect        string   `toml:"expect" json:"expect,omitempty"`
+	TLSVerify     bool     `toml:"tls_verify" json:"tls_verify,omitempty"`
+	TLSServerName string   `toml:"tls_server_name" json:"tls_server_name,omitempty"`
+	Interval      Duration `toml:"interval" json:"interval,omitempty"`
+	Timeout       Duration `toml:"timeout" json:"timeout,omitempty"`
+	Jitter        Duration `toml:"jitter" json:"jitter,omitempty"`
+	Rise          int      `toml:"rise" json:"rise,omitempty"`
+	Fall          int      `toml:"fall" json:"fall,omitempty"`
+	Source        string   `toml:"source" json:"source,omitempty"`
+	Interface     string   `toml:"interface" json:"interface,omitempty"`
+	// ThroughVIP makes a tcp-halfopen check prove that a DSR real answers
+	// on the VIP (the SYN goes to VIP:port, addressed to the real's MAC).
+	ThroughVIP bool `toml:"through_vip" json:"through_vip,omitempty"`
+}
+
+// Passive is the passive-check rule: a real whose handshakes mostly never
+// complete is taken down, with exponential back-off, until its active
+// checks bring it back.
+type Passive struct {
+	MinSYNs    int      `toml:"min_syns" json:"min_syns,omitempty"`
+	FailRatio  float64  `toml:"fail_ratio" json:"fail_ratio,omitempty"`
+	Window     Duration `toml:"window" json:"window,omitempty"`
+	Backoff    Duration `toml:"backoff" json:"backoff,omitempty"`
+	MaxBackoff Duration `toml:"max_backoff" json:"max_backoff,omitempty"`
 }
 
 // Real is one real server.
 type Real struct {
-	Addr   string `toml:"addr" json:"addr,omitempty"`
-	Port   int    `toml:"port" json:"port,omitempty"`
-	Weight *int   `toml:"weight" json:"weight,omitempty"` // default 1
-	Method string `toml:"method" json:"method,omitempty"`
-	State  string `toml:"state" json:"state,omitempty"` // up (default), drain, down
+	Addr   string  `toml:"addr" json:"addr,omitempty"`
+	Port   int     `toml:"port" json:"port,omitempty"`
+	Weight *int    `toml:"weight" json:"weight,omitempty"` // default 1
+	Method string  `toml:"method" json:"method,omitempty"`
+	State  string  `toml:"state" json:"state,omitempty"` // up (default), drain, down
+	Checks []Check `toml:"check" json:"check,omitempty"` // replaces the service's chain
 }
 
 // Duration is a time.Duration written as a string ("30s", "5m").
@@ -121,6 +165,7 @@ type Config struct {
 	Ports    []Port    // with defaults
 	LB       lb.Config // services for the Balancer (NextHops filled by the daemon)
 	Timeouts lb.Timeouts
+	Health   []health.Target // reals with health checks (active or passive)
 }
 
 // Error is a configuration error at a place in a file.
@@ -335,6 +380,7 @@ func (v *validator) build(f *File) *Config {
 			continue
 		}
 		cfg.LB.Services = append(cfg.LB.Services, one.Services[0])
+		cfg.Health = append(cfg.Health, v.healthTargets(key, &f.Service[i], one.Services[0])...)
 	}
 	cfg.LB.Timeouts = cfg.Timeouts
 	return cfg
@@ -445,4 +491,90 @@ func (v *validator) service(i int, in *Service, portIdx map[string]int) (lb.Serv
 		s.Reals = append(s.Reals, lr)
 	}
 	return s, len(v.errs) == n
+}
+
+// healthTargets turns the checks of a validated service into health
+// targets, one per real that has a chain or a passive rule.
+func (v *validator) healthTargets(key string, in *Service, s lb.Service) []health.Target {
+	var passive *health.PassiveRule
+	if in.Passive != nil {
+		p := in.Passive
+		passive = &health.PassiveRule{MinSYNs: p.MinSYNs, FailRatio: p.FailRatio, Window: p.Window.Duration,
+			Backoff: p.Backoff.Duration, MaxBackoff: p.MaxBackoff.Duration}
+	}
+	var out []health.Target
+	for j, r := range s.Reals {
+		chainKey, chain := key+".check", in.Checks
+		if len(in.Reals[j].Checks) > 0 {
+			chainKey, chain = fmt.Sprintf("%s.real[%d].check", key, j), in.Reals[j].Checks
+		}
+		if len(chain) == 0 && passive == nil {
+			continue
+		}
+		t := health.Target{Key: lb.RealKey{Service: s.Key(), Addr: r.Addr, Port: r.Port}, Passive: passive}
+		ok := true
+		for ci, c := range chain {
+			hc, field, err := healthCheck(c)
+			place := fmt.Sprintf("%s[%d]", chainKey, ci)
+			if field != "" {
+				place += "." + field
+			}
+			if err == nil {
+				one := t
+				one.Chain = []health.Check{hc}
+				if c.ThroughVIP {
+					one.VIP = s.VIP
+				}
+				err = one.Validate()
+			}
+			if err != nil {
+				v.fail(place, "%v", err)
+				ok = false
+				continue
+			}
+			if c.ThroughVIP {
+				t.VIP = s.VIP
+			}
+			t.Chain = append(t.Chain, hc)
+		}
+		if ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// healthCheck converts a check as written into the health package's; on
+// error it names the offending field.
+func healthCheck(c Check) (health.Check, string, error) {
+	if c.Port < 0 || c.Port > 65535 {
+		return health.Check{}, "port", fmt.Errorf("port %d out of range", c.Port)
+	}
+	hc := health.Check{
+		Kind: c.Kind, Port: uint16(c.Port), Path: c.Path, Host: c.Host, Contains: c.Contains, Regexp: c.Regexp,
+		MaxBody: c.MaxBody, TLSVerify: c.TLSVerify, TLSServerName: c.TLSServerName,
+		Interval: c.Interval.Duration, Timeout: c.Timeout.Duration, Jitter: c.Jitter.Duration,
+		Rise: c.Rise, Fall: c.Fall, Interface: c.Interface,
+	}
+	if c.Send != "" {
+		hc.Send = []byte(c.Send)
+	}
+	if c.Expect != "" {
+		hc.Expect = []byte(c.Expect)
+	}
+	if c.Status != "" {
+		st, err := health.ParseStatus(c.Status)
+		if err != nil {
+			return hc, "status", err
+		}
+		hc.Status = st
+	}
+	if c.Source != "" {
+		a, err := netip.ParseAddr(c.Source)
+		if err != nil {
+			return hc, "source", fmt.Errorf("bad source address %q", c.Source)
+		}
+		hc.Source = a
+	}
+	return hc, "", nil
 }

@@ -86,3 +86,46 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Build: %v", err)
 	}
 }
+
+func TestHealthChecks(t *testing.T) {
+	doc := `[[port]]
+name = "eth0"
+
+[[service]]
+vip = "198.18.0.10"
+port = 80
+  [[service.check]]
+  kind = "tcp"
+  interval = "1s"
+  [[service.check]]
+  kind = "http"
+  path = "/health"
+  status = "200-299"
+  [service.passive]
+  min_syns = 10
+  [[service.real]]
+  addr = "198.18.1.11"
+  [[service.real]]
+  addr = "198.18.1.12"
+    [[service.real.check]]
+    kind = "icmp"
+`
+	cfg, err := Parse("h.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Health) != 2 || len(cfg.Health[0].Chain) != 2 || len(cfg.Health[1].Chain) != 1 || cfg.Health[1].Chain[0].Kind != "icmp" {
+		t.Fatalf("targets %+v", cfg.Health)
+	}
+	if cfg.Health[0].Passive == nil || cfg.Health[0].Passive.MinSYNs != 10 {
+		t.Fatalf("passive rule lost")
+	}
+	bad := strings.Replace(doc, `kind = "icmp"`, `kind = "smoke-signal"`, 1)
+	if _, err := Parse("h.toml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "h.toml:20: service[0].real[1].check[0]: ") {
+		t.Fatalf("bad check kind: %v", err)
+	}
+	bad = strings.Replace(doc, `status = "200-299"`, `status = "ok"`, 1)
+	if _, err := Parse("h.toml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "h.toml:13: service[0].check[1].status: ") {
+		t.Fatalf("bad status: %v", err)
+	}
+}

@@ -24,6 +24,7 @@ import (
 	"gvs/ctl/config"
 	"gvs/ctl/nexthop"
 	"gvs/driver"
+	"gvs/health"
 	"gvs/lb"
 	"gvs/pmd"
 )
@@ -66,6 +67,9 @@ type Daemon struct {
 	smu sync.Mutex // guards st
 	st  statsState
 
+	hm         *health.Manager
+	healthDown map[lb.RealKey]string // reals the checks hold down, with the reason (under mu)
+
 	pmu    sync.Mutex // guards the status providers (ops.go)
 	health func() []api.HealthStatus
 	vrrp   func() []api.VRRPStatus
@@ -81,6 +85,12 @@ func New(opts Options) (d *Daemon, err error) {
 	}
 	d = &Daemon{log: log, cfg: cfg, bal: lb.NewBalancer(cfg.Global.Workers, cfg.Global.MaxReals)}
 	d.st = statsState{base: map[lb.RealKey]rawReal{}, ids: map[lb.RealKey]uint32{}, prevAt: time.Now()}
+	d.healthDown = map[lb.RealKey]string{}
+	d.hm = health.New(health.Options{Logger: log, OnChange: d.onHealth})
+	if err := d.hm.Set(cfg.Health); err != nil {
+		return nil, fmt.Errorf("health checks: %w", err)
+	}
+	d.SetHealth(d.healthStatus)
 	defer func() {
 		if err != nil {
 			d.closePorts()
@@ -122,6 +132,9 @@ func New(opts Options) (d *Daemon, err error) {
 func (d *Daemon) Start() {
 	d.sampleStats()
 	d.engine.Start()
+	if err := d.hm.Start(); err != nil {
+		d.log.Error("health checks not started", "error", err)
+	}
 	for _, w := range d.engine.Workers() {
 		if e := w.Stats().PinError; e != "" {
 			d.log.Warn("worker not pinned", "worker", w.ID(), "error", e)
@@ -152,6 +165,7 @@ func (d *Daemon) upkeep(ctx context.Context) {
 			return
 		case <-stats.C:
 			d.sampleStats()
+			d.reportPassive()
 		case <-tick.C:
 			d.mu.Lock()
 			retry := d.unresolved > 0
@@ -189,6 +203,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if err := d.apply(cfg); err != nil {
 		return fmt.Errorf("reload %s: %w", cfg.Path, err)
 	}
+	d.setChecks(cfg)
 	d.cfg = cfg
 	d.log.Info("configuration reloaded", "file", cfg.Path, "services", len(cfg.LB.Services))
 	return nil
@@ -209,7 +224,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	}
 	lc := cfg.LB
 	lc.NextHops = hops
-	lc.Services = append([]lb.Service(nil), cfg.LB.Services...)
+	lc.Services = d.withHealth(cfg.LB.Services)
 	if err := d.bal.Apply(lc); err != nil {
 		return err
 	}
@@ -219,6 +234,11 @@ func (d *Daemon) apply(cfg *config.Config) error {
 	}
 	d.unresolved = len(probs)
 	rules := SteerRules(cfg.LB.Services)
+	if d.watch != nil {
+		for _, a := range d.watch.LocalAddrs() {
+			rules = append(rules, driver.SteerRule{Kind: driver.SteerLocal, Addr: a})
+		}
+	}
 	for i, p := range d.ports {
 		if s, ok := p.(driver.Steering); ok {
 			if err := s.SetSteering(rules); err != nil {
@@ -267,6 +287,9 @@ func SteerRules(svcs []lb.Service) []driver.SteerRule {
 
 // Close stops the workers and closes the ports (detaching XDP programs).
 func (d *Daemon) Close() error {
+	if d.hm != nil {
+		d.hm.Stop()
+	}
 	if d.cancel != nil {
 		d.cancel()
 		<-d.done

@@ -308,6 +308,7 @@ func (d *Daemon) change(what string, edit func(f *config.File) error) error {
 	if err := d.apply(cfg); err != nil {
 		return api.Errorf(api.CodeInvalid, "%s: %v", what, err)
 	}
+	d.setChecks(cfg)
 	d.cfg = cfg
 	d.log.Info("configuration changed", "op", what, "services", len(cfg.LB.Services))
 	return nil

@@ -165,3 +165,25 @@ func (r *Resolver) Watch(ctx context.Context, debounce time.Duration, changed fu
 	}()
 	return nil
 }
+
+// LocalAddrs returns the addresses of the driven interfaces: the host's own
+// (steering drivers leave packets to them to the kernel).
+func (r *Resolver) LocalAddrs() []netip.Addr {
+	var out []netip.Addr
+	for idx := range r.ports {
+		l, err := netlink.LinkByIndex(idx)
+		if err != nil {
+			continue
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
+}

@@ -14,6 +14,7 @@ const (
 	kindReplyTo       = 3
 	kindServiceAddr   = 4
 	kindReplyFromAddr = 5
+	kindLocal         = 6
 )
 
 const (
@@ -48,7 +49,7 @@ func steerKeys(rules []driver.SteerRule) (map[steerSteerKey]struct{}, error) {
 		case protoTCP, protoUDP:
 			protos = []uint8{r.Proto}
 		default:
-			if r.Kind != driver.SteerReplyTo {
+			if r.Kind != driver.SteerReplyTo && r.Kind != driver.SteerLocal {
 				return nil, fmt.Errorf("steering rule %v: protocol %d not supported (TCP, UDP or 0)", r, r.Proto)
 			}
 		}
@@ -71,6 +72,10 @@ func steerKeys(rules []driver.SteerRule) (map[steerSteerKey]struct{}, error) {
 		case driver.SteerReplyTo:
 			k := base
 			k.Kind = kindReplyTo
+			keys[k] = struct{}{}
+		case driver.SteerLocal:
+			k := base
+			k.Kind = kindLocal
 			keys[k] = struct{}{}
 		default:
 			return nil, fmt.Errorf("steering rule %v: unknown kind %d", r, r.Kind)

@@ -12,6 +12,8 @@
 //   KIND_REPLY_TO      dst addr, any protocol (proto 0, port 0)
 //   KIND_SERVICE_ADDR  dst addr of ICMP errors and non-first fragments
 //   KIND_REPLY_FROM_ADDR src addr of ICMP errors and non-first fragments
+//   KIND_LOCAL         dst addr is the host's own: never a nat reply (the
+//                      host's connections to a real, e.g. health checks)
 //
 // The program is bounded: one optional 802.1Q/802.1ad tag, at most
 // MAX_EXTHDRS IPv6 extension headers (hop-by-hop, routing, fragment,
@@ -41,6 +43,7 @@
 #define KIND_REPLY_TO 3
 #define KIND_SERVICE_ADDR 4
 #define KIND_REPLY_FROM_ADDR 5
+#define KIND_LOCAL 6
 
 #define MAX_EXTHDRS 6
 
@@ -164,6 +167,13 @@ static __always_inline int match_ports(struct steer_key *k, __u8 proto, struct p
 	if (has(k))
 		return 1;
 
+	// A packet from a nat real to one of the host's own addresses answers
+	// the host (a health check), not a client: leave it to the kernel.
+	k->kind = KIND_LOCAL;
+	k->proto = 0;
+	if (has(k))
+		return 0;
+	k->proto = proto;
 	k->kind = KIND_REPLY_FROM;
 	if (v6)
 		set_addr6(k, src);
@@ -190,6 +200,9 @@ static __always_inline int match_addrs(struct steer_key *k, const __u8 *dst, con
 		set_addr4(k, dst);
 	if (has(k))
 		return 1;
+	k->kind = KIND_LOCAL;
+	if (has(k))
+		return 0;
 	k->kind = KIND_REPLY_FROM_ADDR;
 	if (v6)
 		set_addr6(k, src);
