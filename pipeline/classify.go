@@ -107,6 +107,16 @@ func (w *Pipeline) established(f *driver.Frame, p *Packet, idx int32, e *lb.Entr
 		w.forgetSession(idx, e)
 		return false
 	}
+	if p.Proto == protoTCP && p.TCPFlags&(tcpSYN|tcpACK|tcpRST) == tcpSYN &&
+		(e.State == lb.StateFinWait || e.State == lb.StateClose) {
+		// A new connection on the 5-tuple of a closed one (the client
+		// reused its port): schedule it anew rather than sending it to
+		// the old real, which may be draining (IPVS conn_reuse_mode=1).
+		w.ctr.c[CtrSessionReuse]++
+		w.connsGone(e.RealID, e.State)
+		w.table.Delete(idx)
+		return false
+	}
 	w.ctr.c[CtrSessionHit]++
 	if p.Frag != FragMore {
 		prev := w.table.Advance(e, p.TCPFlags, true, w.sec)

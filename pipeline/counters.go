@@ -28,13 +28,14 @@ const (
 	CtrExpired      // sessions expired
 	CtrRealGone     // sessions dropped because their real was removed (RemoveDrop)
 	CtrSessionsLive // entries in the session table now (a gauge, set when published)
+	CtrSessionReuse // SYNs on the 5-tuple of a closed session, scheduled anew
 	numCounters
 )
 
 var counterNames = [numCounters]string{
 	"rx_packets", "rx_bytes", "tx_packets", "tx_bytes", "slow_path", "handover_out",
 	"session_hits", "sessions_new", "replies", "stateless_picks", "persist_hits",
-	"icmp_errors", "frags_followed", "frags_3tuple", "sessions_expired", "sessions_real_gone", "sessions_live",
+	"icmp_errors", "frags_followed", "frags_3tuple", "sessions_expired", "sessions_real_gone", "sessions_live", "sessions_reused",
 }
 
 func (c Counter) String() string { return counterNames[c] }

@@ -470,3 +470,28 @@ func TestPassiveHealthCounters(t *testing.T) {
 		t.Fatalf("syn_expired = %d, want 1", got)
 	}
 }
+
+// A client that reuses the port of a closed connection gets a new
+// schedule, not the old (here draining) real.
+func TestClosedSessionReuseReschedules(t *testing.T) {
+	svc := testService(lb.MethodNAT, false, lb.ProtoTCP, "rr", 2)
+	e := newEnv(t, 1024, svc)
+	flow := pktSpec{src: clientAddr(false, 1), dst: svc.VIP, sport: 4242, dport: vipPort, syn: true}
+	first := realIndex(e.run(build(t, flow)).tx[0][:6])
+	flow.syn, flow.ack = false, true
+	e.run(build(t, flow))
+	flow.fin = true
+	e.run(build(t, flow)) // the client closes
+	svc.Reals[first].Weight = 0
+	if err := e.bal.Apply(lb.Config{Services: []lb.Service{svc}, NextHops: hopsFor([]lb.Service{svc})}); err != nil {
+		t.Fatal(err)
+	}
+	again := pktSpec{src: flow.src, dst: svc.VIP, sport: 4242, dport: vipPort, syn: true}
+	res := e.run(build(t, again))
+	if len(res.tx) != 1 || realIndex(res.tx[0][:6]) == first {
+		t.Fatalf("a new connection on a closed session's tuple went to the drained real %d", first)
+	}
+	if e.pipe.Stats().Counter(CtrSessionReuse) != 1 {
+		t.Fatal("reuse not counted")
+	}
+}
