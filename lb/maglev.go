@@ -144,47 +144,54 @@ func buildMaglev(reals []SchedReal, members []int32, size int) []uint16 {
 	count := apportion(w, size)
 	next := make([]int, n)
 	skip := make([]int, n)
-	got := make([]int64, n)
 	for j, m := range members {
 		h := reals[m].Hash
 		next[j] = int(schedMix(h^seedMH^0x1111) % uint64(size))
 		skip[j] = int(schedMix(h^seedMH^0x2222)%uint64(size-1)) + 1
 	}
 	// The next turn goes to the real furthest behind its share: the least
-	// (got+1)/count, ties to the lower index. A min-heap of member numbers.
-	before := func(a, b int) bool {
-		l, r := (got[a]+1)*int64(count[b]), (got[b]+1)*int64(count[a])
-		return l < r || l == r && a < b
-	}
-	heap := make([]int, 0, n)
+	// (got+1)/count, ties to the lower index. That order is the merge of
+	// every real's turn times (k+1)/count[j], k < count[j]: sort those M
+	// times with a counting sort on floor(time·M) (about one per bucket),
+	// ordering the few that share a bucket exactly — O(M) instead of a heap
+	// operation per table slot.
+	type turn struct{ j, k int32 }
+	buckets := make([]int32, size+1)
 	for j := range n {
-		if count[j] > 0 {
-			heap = append(heap, j)
+		c := int64(count[j])
+		for k := int64(0); k < c; k++ {
+			buckets[(k+1)*int64(size)/c-1+1]++
 		}
 	}
-	down := func(i int) {
-		for {
-			c := 2*i + 1
-			if c >= len(heap) {
-				return
-			}
-			if c+1 < len(heap) && before(heap[c+1], heap[c]) {
-				c++
-			}
-			if !before(heap[c], heap[i]) {
-				return
-			}
-			heap[i], heap[c] = heap[c], heap[i]
-			i = c
+	for b := 1; b <= size; b++ {
+		buckets[b] += buckets[b-1]
+	}
+	order := make([]turn, buckets[size]) // apportion gives exactly size turns
+	fill := append([]int32(nil), buckets[:size]...)
+	for j := range n {
+		c := int64(count[j])
+		for k := int64(0); k < c; k++ {
+			b := (k+1)*int64(size)/c - 1
+			order[fill[b]] = turn{int32(j), int32(k)}
+			fill[b]++
 		}
 	}
-	for i := len(heap)/2 - 1; i >= 0; i-- {
-		down(i)
+	before := func(a, b turn) bool {
+		l, r := int64(a.k+1)*int64(count[b.j]), int64(b.k+1)*int64(count[a.j])
+		return l < r || l == r && a.j < b.j
+	}
+	for b := 0; b < size; b++ {
+		run := order[buckets[b]:buckets[b+1]]
+		for x := 1; x < len(run); x++ { // insertion sort: runs are tiny
+			for y := x; y > 0 && before(run[y], run[y-1]); y-- {
+				run[y], run[y-1] = run[y-1], run[y]
+			}
+		}
 	}
 	used := make([]uint64, (size+63)/64)
 	tab := make([]uint16, size)
-	for range size {
-		j := heap[0]
+	for _, tn := range order {
+		j := tn.j
 		c, sk := next[j], skip[j]
 		for used[c>>6]&(1<<(c&63)) != 0 {
 			if c += sk; c >= size {
@@ -197,8 +204,6 @@ func buildMaglev(reals []SchedReal, members []int32, size int) []uint16 {
 			c -= size
 		}
 		next[j] = c
-		got[j]++
-		down(0)
 	}
 	return tab
 }
