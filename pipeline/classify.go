@@ -96,6 +96,7 @@ func (w *Pipeline) gone(r *lb.RealEntry) bool {
 func (w *Pipeline) forgetSession(idx int32, e *lb.Entry) {
 	w.ctr.c[CtrRealGone]++
 	w.connsGone(e.RealID, e.State)
+	w.syncOut(lb.SyncClosed, e, nil)
 	w.table.Delete(idx)
 }
 
@@ -114,6 +115,7 @@ func (w *Pipeline) established(f *driver.Frame, p *Packet, idx int32, e *lb.Entr
 		// the old real, which may be draining (IPVS conn_reuse_mode=1).
 		w.ctr.c[CtrSessionReuse]++
 		w.connsGone(e.RealID, e.State)
+		w.syncOut(lb.SyncClosed, e, nil)
 		w.table.Delete(idx)
 		return false
 	}
@@ -121,6 +123,9 @@ func (w *Pipeline) established(f *driver.Frame, p *Packet, idx int32, e *lb.Entr
 	if p.Frag != FragMore {
 		prev := w.table.Advance(e, p.TCPFlags, true, w.sec)
 		w.connsMoved(e.RealID, prev, e.State)
+		if prev != e.State {
+			w.syncOut(lb.SyncUpdate, e, r)
+		}
 	}
 	svc := &w.snap.Services[r.Svc]
 	var laddr []byte
@@ -154,6 +159,9 @@ func (w *Pipeline) reply(f *driver.Frame, p *Packet, idx int32, e *lb.Entry, out
 	if p.Frag != FragMore {
 		prev := w.table.Advance(fwd, p.TCPFlags, false, w.sec)
 		w.connsMoved(fwd.RealID, prev, fwd.State)
+		if prev != fwd.State {
+			w.syncOut(lb.SyncUpdate, fwd, r)
+		}
 	}
 	if p.Frag == FragFirst {
 		fk := makeFragKey(p, f.Data())

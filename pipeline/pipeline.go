@@ -29,6 +29,10 @@ type Config struct {
 	// PublishEvery is how often counters are published for readers
 	// (default 100 ms).
 	PublishEvery time.Duration
+	// Export, if set, receives a record of every session this worker
+	// creates, every TCP state change and every early removal (session
+	// sync, sync.go). The worker is its only producer.
+	Export *lb.SyncRing
 }
 
 // Output collects where the frames of one Process call go. pmd empties it
@@ -99,6 +103,7 @@ type Pipeline struct {
 	expireBudget    int
 	publishEvery    int64
 	lastPublish     int64
+	exp             *lb.SyncRing // session sync export (nil: off)
 
 	ctr     counters
 	stats   *Stats
@@ -137,7 +142,7 @@ func New(cfg Config) (*Pipeline, error) {
 		conns: cfg.Balancer.Conns(),
 		frags: newFragTable(cfg.FragSlots), mtu: cfg.PortMTUs,
 		expireBudget: cfg.ExpireBudget, publishEvery: int64(cfg.PublishEvery),
-		lport: uint32(1024 + cfg.Worker),
+		lport: uint32(1024 + cfg.Worker), exp: cfg.Export,
 	}
 	for (w.lport % uint32(w.workers)) != uint32(w.worker) {
 		w.lport++

@@ -149,6 +149,7 @@ func (w *Pipeline) admit(f *driver.Frame, p *Packet, k *lb.Key, h uint64, svc *l
 	}
 	w.ctr.c[CtrSessionNew]++
 	w.ctr.real[r.ID][RealConns]++
+	w.syncOut(lb.SyncNew, e, r)
 	if p.Frag == FragFirst {
 		fk := makeFragKey(p, data)
 		w.frags.put(&fk, idx, r.ID, w.sec)
@@ -230,6 +231,7 @@ func (w *Pipeline) admitMidflow(f *driver.Frame, p *Packet, k *lb.Key, h uint64,
 		}
 		w.ctr.c[CtrSessionNew]++
 		w.ctr.real[r.ID][RealConns]++
+		w.syncOut(lb.SyncNew, e, r)
 	}
 	w.forward(f, p, r, svc, p.DPort, nil, 0, out)
 }

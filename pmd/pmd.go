@@ -53,6 +53,10 @@ type Config struct {
 	Idle     Idle
 	SlowPath SlowPath // nil: such frames are freed and counted
 	RingSize int      // hand-over ring slots (default 1024)
+	// SyncRing, when > 0, gives every worker two session sync rings of
+	// that many records (sync.go): the pipeline exports into one, the
+	// worker imports from the other between bursts.
+	SyncRing int
 	Pipeline pipeline.Config
 }
 
@@ -90,6 +94,11 @@ type Worker struct {
 	dump   atomic.Pointer[dumpReq]
 	dumpMu sync.Mutex
 	exited atomic.Bool
+
+	// Session sync (sync.go); nil rings: off.
+	exp, imp *lb.SyncRing
+	impBuf   []lb.SyncRecord
+	syncSt   syncCounters
 }
 
 // rxQueue is a queue a worker polls and the port it belongs to.
@@ -132,11 +141,19 @@ func New(cfg Config) (*Engine, error) {
 			pc.PortMACs = append(pc.PortMACs, p.MAC())
 			pc.PortMTUs = append(pc.PortMTUs, p.MTU())
 		}
+		var exp, imp *lb.SyncRing
+		if cfg.SyncRing > 0 {
+			exp, imp = lb.NewSyncRing(cfg.SyncRing), lb.NewSyncRing(cfg.SyncRing)
+			pc.Export = exp
+		}
 		pipe, err := pipeline.New(pc)
 		if err != nil {
 			return nil, err
 		}
-		w := &Worker{id: i, cpu: -1, e: e, pipe: pipe, outs: pipeline.NewOutput(len(cfg.Ports), cfg.Workers)}
+		w := &Worker{id: i, cpu: -1, e: e, pipe: pipe, outs: pipeline.NewOutput(len(cfg.Ports), cfg.Workers), exp: exp, imp: imp}
+		if imp != nil {
+			w.impBuf = make([]lb.SyncRecord, ImportBudgetIdle)
+		}
 		if len(cfg.CPUs) > 0 {
 			w.cpu = cfg.CPUs[i%len(cfg.CPUs)]
 		}
@@ -260,6 +277,9 @@ func (w *Worker) run() {
 			}
 			w.serveDump(r, budget)
 		}
+		if w.imp != nil && w.imp.Len() > 0 {
+			w.importSync(now, got == 0)
+		}
 		if got > 0 {
 			empty, sleep = 0, time.Microsecond
 			continue
@@ -321,9 +341,15 @@ func (w *Worker) poll(now int64) int {
 }
 
 // Poll runs one round on the caller's goroutine, for tests and benchmarks
-// that drive a worker without starting it. It returns how many frames it
-// processed.
-func (w *Worker) Poll(now int64) int { return w.poll(now) }
+// that drive a worker without starting it (queued session sync records are
+// installed too). It returns how many frames it processed.
+func (w *Worker) Poll(now int64) int {
+	n := w.poll(now)
+	if w.imp != nil && w.imp.Len() > 0 {
+		w.importSync(now, n == 0)
+	}
+	return n
+}
 
 func (w *Worker) process(now int64, frames []driver.Frame) {
 	out := w.outs

@@ -91,6 +91,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gvsd: %v\n", err)
 		return 1
 	}
+	if err := checkBuild(cfg); err != nil {
+		fmt.Fprintf(stderr, "gvsd: %s: %v\n", *cfgPath, err)
+		return 1
+	}
 	if *check {
 		fmt.Fprintf(stdout, "%s: ok (%d services)\n", *cfgPath, len(cfg.LB.Services))
 		return 0
@@ -101,7 +105,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			group = defaultSocketGroup
 		}
 	}
-	d, err := daemon.New(daemon.Options{Config: cfg, Open: openPort, Log: log})
+	open, hops := opener(cfg)
+	defer shutdownDrivers() // after the ports are closed
+	d, err := daemon.New(daemon.Options{Config: cfg, Open: open, Hops: hops, Log: log})
 	if err != nil {
 		log.Error("start failed", "error", err)
 		return 1
@@ -146,6 +152,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			printSummary(stdout, d.Stats(nil), *statsJSON)
 		default:
 			log.Info("stopping", "signal", sig.String())
+			// VRRP first, while the dataplane still forwards: the backup
+			// takes over after its skew time.
+			d.StopVRRP()
 			if srv != nil {
 				if err := srv.Close(); err != nil {
 					log.Error("close control socket", "error", err)

@@ -5,10 +5,32 @@ import (
 	"path/filepath"
 
 	"gvs/ctl/config"
+	"gvs/ctl/daemon"
 	"gvs/driver"
 	"gvs/driver/afpacket"
 	"gvs/driver/afxdp"
 )
+
+// opener returns how gvsd opens the configuration's ports and resolves the
+// next hops of its reals: DPDK ports (driver = "dpdk", all of them or none,
+// as config checks) have no kernel behind them and resolve their own
+// (open_dpdk.go); the others use the kernel's tables through netlink
+// (nil resolver: the daemon's default).
+func opener(cfg *config.Config) (daemon.Opener, daemon.HopResolver) {
+	if usesDPDK(cfg) {
+		return newDPDKOpener(cfg)
+	}
+	return openPort, nil
+}
+
+func usesDPDK(cfg *config.Config) bool {
+	for _, p := range cfg.Ports {
+		if p.Driver == "dpdk" {
+			return true
+		}
+	}
+	return false
+}
 
 // openPort opens a [[port]] with the driver it names; "auto" tries AF_XDP
 // and falls back to AF_PACKET, saying why.

@@ -200,6 +200,10 @@ type Stats struct {
 	Services    []ServiceStats `json:"services"`
 	Workers     []WorkerStats  `json:"workers"`
 	Ports       []PortStats    `json:"ports"`
+	// SessionSync are the session sync counters (records sent and
+	// received, lost datagrams, resyncs, imports, ring overflows; "master"
+	// is 1 while this node sends); absent without [session_sync].
+	SessionSync map[string]uint64 `json:"session_sync,omitempty"`
 }
 
 // SessionFilter selects sessions: by service, real ("addr:port") and client
@@ -248,7 +252,29 @@ type HealthStatus struct {
 // VRRPStatus is the state of one VRRP instance.
 type VRRPStatus struct {
 	Name     string `json:"name"`
-	State    string `json:"state"`
-	Priority int    `json:"priority"`
+	State    string `json:"state"`    // init, backup, master, fault
+	Priority int    `json:"priority"` // advertised (after tracking)
 	Master   string `json:"master,omitempty"`
+	// The instance: interface, VRID, VRRP version, configured priority,
+	// virtual addresses, sync group.
+	Interface    string   `json:"interface,omitempty"`
+	VRID         int      `json:"vrid,omitempty"`
+	Version      int      `json:"version,omitempty"`
+	BasePriority int      `json:"base_priority,omitempty"`
+	VIPs         []string `json:"vips,omitempty"`
+	SyncGroup    string   `json:"sync_group,omitempty"`
+	// The master as last heard, and the timers it sets (RFC 5798 §6.1).
+	MasterPriority    int     `json:"master_priority,omitempty"`
+	AdvertIntMS       float64 `json:"advert_int_ms,omitempty"`
+	MasterAdvertIntMS float64 `json:"master_advert_int_ms,omitempty"`
+	MasterDownMS      float64 `json:"master_down_ms,omitempty"`
+	// The last transition and its cause; the failing trackers.
+	Since       string   `json:"since,omitempty"`
+	Reason      string   `json:"reason,omitempty"`
+	Faults      []string `json:"faults,omitempty"`
+	Transitions uint64   `json:"transitions,omitempty"`
+	// Counters (adverts_sent, adverts_received, priority_zero_sent, ...)
+	// and discarded packets by reason (ttl, version, checksum, vrid, ...).
+	Counters map[string]uint64 `json:"counters,omitempty"`
+	Discards map[string]uint64 `json:"discards,omitempty"`
 }

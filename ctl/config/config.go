@@ -4,7 +4,7 @@
 // port settings. Every other part of gvs that reads the configuration goes
 // through this package, so the schema grows in one place.
 //
-// Imports: gvs/lb.
+// Imports: gvs/lb, gvs/health, gvs/ctl/vrrp.
 package config
 
 import (
@@ -18,6 +18,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"gvs/ctl/vrrp"
 	"gvs/health"
 	"gvs/lb"
 )
@@ -27,6 +28,11 @@ type File struct {
 	Global  Global    `toml:"global" json:"global,omitempty"`
 	Ports   []Port    `toml:"port" json:"port,omitempty"`
 	Service []Service `toml:"service" json:"service,omitempty"`
+	// VRRP is the [[vrrp]] tables: the instances of the node's
+	// active/standby pair (see vrrp.go).
+	VRRP []VRRPInstance `toml:"vrrp" json:"vrrp,omitempty"`
+	// SessionSync is [session_sync]: the sessions follow the VRRP master.
+	SessionSync *SessionSync `toml:"session_sync" json:"session_sync,omitempty"`
 }
 
 // Global holds the daemon-wide settings.
@@ -37,6 +43,21 @@ type Global struct {
 	MaxReals int      `toml:"max_reals" json:"max_reals,omitempty"` // real servers, configured plus draining (default 4096)
 	Timeouts Timeouts `toml:"timeouts" json:"timeouts,omitempty"`
 	Idle     Idle     `toml:"idle" json:"idle,omitempty"`
+	DPDK     *DPDK    `toml:"dpdk,omitempty" json:"dpdk,omitempty"`
+}
+
+// DPDK holds the EAL options of ports with driver = "dpdk". They are
+// process-wide: EAL starts once, with the first DPDK port.
+type DPDK struct {
+	Lcores     string   `toml:"lcores,omitempty" json:"lcores,omitempty"`           // EAL -l (default: the first CPU gvsd may use)
+	Memory     string   `toml:"memory,omitempty" json:"memory,omitempty"`           // no-huge (default: --no-huge -m memory_mb), hugepages, in-memory
+	MemoryMB   int      `toml:"memory_mb,omitempty" json:"memory_mb,omitempty"`     // -m (default 256 with no-huge)
+	FilePrefix string   `toml:"file_prefix,omitempty" json:"file_prefix,omitempty"` // --file-prefix (default gvs-<pid>)
+	Allow      []string `toml:"allow,omitempty" json:"allow,omitempty"`             // PCI allow list (-a); the ports' PCI devices are added; none: --no-pci
+	Vdevs      []string `toml:"vdevs,omitempty" json:"vdevs,omitempty"`             // extra --vdev devices
+	Mbufs      int      `toml:"mbufs,omitempty" json:"mbufs,omitempty"`             // mbufs per NUMA socket pool (default: from queues and rings)
+	LogLevel   string   `toml:"log_level,omitempty" json:"log_level,omitempty"`     // EAL --log-level
+	Args       []string `toml:"args,omitempty" json:"args,omitempty"`               // more EAL arguments, verbatim
 }
 
 // Timeouts are the session timeouts (durations such as "900s", "15m").
@@ -59,12 +80,25 @@ type Idle struct {
 // Port is one interface gvs drives.
 type Port struct {
 	Name     string `toml:"name" json:"name,omitempty"`         // interface name
-	Driver   string `toml:"driver" json:"driver,omitempty"`     // auto (default: afxdp, else afpacket), afxdp, afpacket
+	Driver   string `toml:"driver" json:"driver,omitempty"`     // auto (default: afxdp, else afpacket), afxdp, afpacket, dpdk
 	Mode     string `toml:"mode" json:"mode,omitempty"`         // afxdp: auto, native, generic
 	ZeroCopy string `toml:"zerocopy" json:"zerocopy,omitempty"` // afxdp: auto, on, off
 	Frames   int    `toml:"frames" json:"frames,omitempty"`     // afxdp: UMEM chunks; afpacket: buffer pool
 	FrameSz  int    `toml:"frame_size" json:"frame_size,omitempty"`
-	RingSize int    `toml:"ring_size" json:"ring_size,omitempty"`
+	RingSize int    `toml:"ring_size" json:"ring_size,omitempty"` // dpdk: rx and tx descriptors
+
+	// dpdk only. Device is the DPDK device: a PCI address (bound to
+	// vfio-pci; added to the EAL allow list) or a vdev spec such as
+	// "net_af_packet0,iface=eth0" (default: net_af_packet on the
+	// interface called name).
+	Device      string   `toml:"device,omitempty" json:"device,omitempty"`
+	MAC         string   `toml:"mac,omitempty" json:"mac,omitempty"` // override the device's address
+	MTU         int      `toml:"mtu,omitempty" json:"mtu,omitempty"`
+	Promiscuous bool     `toml:"promiscuous,omitempty" json:"promiscuous,omitempty"`
+	Addresses   []string `toml:"addresses,omitempty" json:"addresses,omitempty"` // the port's own addresses with prefix length: ARP/ND answered by gvs, source of its solicitations, on-link prefixes of next hops
+	Gateways    []string `toml:"gateways,omitempty" json:"gateways,omitempty"`   // next hops of reals that are not on-link (one per family)
+	Exception   string   `toml:"exception,omitempty" json:"exception,omitempty"` // tap (default): a TAP carries what is not gvs's to the kernel; none: dropped
+	Tap         string   `toml:"tap,omitempty" json:"tap,omitempty"`             // the TAP's name (default gvs-<name>)
 }
 
 // Service is one virtual service.
@@ -166,6 +200,9 @@ type Config struct {
 	LB       lb.Config // services for the Balancer (NextHops filled by the daemon)
 	Timeouts lb.Timeouts
 	Health   []health.Target // reals with health checks (active or passive)
+	VRRP     []vrrp.Config   // VRRP instances
+	// SessionSync is the validated [session_sync] (nil: none).
+	SessionSync *SyncSettings
 }
 
 // Error is a configuration error at a place in a file.
@@ -336,10 +373,11 @@ func (v *validator) build(f *File) *Config {
 		switch p.Driver {
 		case "":
 			p.Driver = "auto"
-		case "auto", "afxdp", "afpacket":
+		case "auto", "afxdp", "afpacket", "dpdk":
 		default:
-			v.fail(key+".driver", "unknown driver %q (want auto, afxdp or afpacket)", p.Driver)
+			v.fail(key+".driver", "unknown driver %q (want auto, afxdp, afpacket or dpdk)", p.Driver)
 		}
+		v.dpdkPort(key, &p)
 		switch p.Mode {
 		case "", "auto", "native", "generic":
 		default:
@@ -361,6 +399,7 @@ func (v *validator) build(f *File) *Config {
 	if len(f.Ports) == 0 {
 		v.fail("port", "at least one [[port]] is needed")
 	}
+	v.dpdkGlobal(cfg)
 
 	seen := map[lb.ServiceKey]string{}
 	for i := range f.Service {
@@ -383,6 +422,8 @@ func (v *validator) build(f *File) *Config {
 		cfg.Health = append(cfg.Health, v.healthTargets(key, &f.Service[i], one.Services[0])...)
 	}
 	cfg.LB.Timeouts = cfg.Timeouts
+	cfg.VRRP = v.vrrpInstances(f.VRRP, cfg.LB.Services)
+	cfg.SessionSync = v.sessionSync(f.SessionSync, cfg.VRRP)
 	return cfg
 }
 

@@ -6,8 +6,8 @@
 // Handle) and the listing of the workers' sessions (sessions.go). cmd/gvsd
 // only wires flags, signals and the socket server to it.
 //
-// Imports: ctl/api, ctl/config, ctl/rules, ctl/nexthop, pmd, pipeline, lb,
-// driver.
+// Imports: ctl/api, ctl/config, ctl/rules, ctl/nexthop, ctl/vrrp,
+// ctl/sessync, health, pmd, pipeline, lb, driver.
 package daemon
 
 import (
@@ -23,6 +23,8 @@ import (
 	"gvs/ctl/api"
 	"gvs/ctl/config"
 	"gvs/ctl/nexthop"
+	"gvs/ctl/sessync"
+	"gvs/ctl/vrrp"
 	"gvs/driver"
 	"gvs/health"
 	"gvs/lb"
@@ -38,6 +40,13 @@ type Opener func(p config.Port, queues int, log *slog.Logger) (driver.Port, erro
 // production; a static table in tests).
 type HopResolver interface {
 	Resolve(addrs []netip.Addr) (map[netip.Addr]lb.NextHop, []nexthop.Problem)
+}
+
+// HopWatcher is a HopResolver that says when its answers may have changed
+// (gvs's own neighbour resolution on DPDK ports): changed is called, from
+// any goroutine, until ctx ends.
+type HopWatcher interface {
+	Watch(ctx context.Context, changed func())
 }
 
 // Options configure a Daemon.
@@ -73,6 +82,17 @@ type Daemon struct {
 	pmu    sync.Mutex // guards the status providers (ops.go)
 	health func() []api.HealthStatus
 	vrrp   func() []api.VRRPStatus
+
+	// VRRP (vrrp.go): the Manager, and under mu which instance each VIP
+	// belongs to and which instances own theirs (master).
+	vrrpMgr      *vrrp.Manager
+	vrrpVIPs     map[netip.Addr]string
+	vrrpOwned    map[string]bool
+	vrrpStopping bool
+	// Session sync (sessync.go): the Syncer and the VRRP instance whose
+	// mastership makes this node the sender.
+	syncer   *sessync.Syncer
+	syncVRRP string
 }
 
 // New opens everything the configuration names. On error, whatever was
@@ -113,15 +133,25 @@ func New(opts Options) (d *Daemon, err error) {
 		}
 		d.hops, d.watch = r, r
 	}
+	// Before the first steering: a VIP of a VRRP instance is not steered
+	// until the instance is master.
+	if err := d.newVRRP(cfg); err != nil {
+		return nil, err
+	}
 	if err := d.apply(cfg); err != nil {
 		return nil, err
 	}
 	g := cfg.Global
 	d.engine, err = pmd.New(pmd.Config{
 		Workers: g.Workers, CPUs: g.CPUs, Ports: d.ports, Balancer: d.bal, Sessions: g.Sessions,
-		Idle: pmd.Idle{Spin: g.Idle.Spin, Yield: g.Idle.Yield, Sleep: g.Idle.Sleep.Duration},
+		Idle:     pmd.Idle{Spin: g.Idle.Spin, Yield: g.Idle.Yield, Sleep: g.Idle.Sleep.Duration},
+		SlowPath: slowPath(d.ports),
+		SyncRing: syncRing(cfg),
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := d.newSessionSync(cfg); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -148,8 +178,40 @@ func (d *Daemon) Start() {
 			d.log.Warn("following neighbour changes disabled", "error", err)
 		}
 	}
+	if hw, ok := d.hops.(HopWatcher); ok {
+		hw.Watch(ctx, d.refreshHops)
+	}
 	go d.upkeep(ctx)
+	if d.syncer != nil {
+		if err := d.syncer.Start(); err != nil {
+			d.log.Error("session sync not started", "error", err)
+		}
+	}
+	d.vrrpMgr.Start()
 	d.log.Info("gvs started", "workers", d.cfg.Global.Workers, "ports", len(d.ports), "services", len(d.cfg.LB.Services))
+}
+
+// slowPath hands the frames the pipeline leaves to the ports that take
+// them (driver.SlowPather: no kernel behind them); nil if no port does, so
+// the workers free them (the kernel beside the other drivers sees those
+// packets itself).
+func slowPath(ports []driver.Port) pmd.SlowPath {
+	sps := make([]driver.SlowPather, len(ports))
+	found := false
+	for i, p := range ports {
+		sps[i], _ = p.(driver.SlowPather)
+		found = found || sps[i] != nil
+	}
+	if !found {
+		return nil
+	}
+	return func(worker, port int, q driver.Queue, frames []driver.Frame) {
+		if sp := sps[port]; sp != nil {
+			sp.SlowPath(worker, q, frames)
+			return
+		}
+		q.Free(frames)
+	}
 }
 
 // upkeep retries unresolved next hops and purges drained reals.
@@ -195,12 +257,27 @@ func (d *Daemon) refreshHops() {
 // Global and port settings cannot change at run time; a config that changes
 // them is refused and the running one stays.
 func (d *Daemon) Reload(cfg *config.Config) error {
+	if err := d.reload(cfg); err != nil {
+		return err
+	}
+	// Outside d.mu: the VRRP Manager's owner callback takes it.
+	d.updateVRRP(cfg)
+	return nil
+}
+
+func (d *Daemon) reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !reflect.DeepEqual(cfg.File.Global, d.cfg.File.Global) || !reflect.DeepEqual(cfg.File.Ports, d.cfg.File.Ports) {
 		return fmt.Errorf("reload %s: [global] and [[port]] changes need a restart of gvsd; nothing applied", cfg.Path)
 	}
+	if !reflect.DeepEqual(cfg.File.SessionSync, d.cfg.File.SessionSync) {
+		return fmt.Errorf("reload %s: [session_sync] changes need a restart of gvsd; nothing applied", cfg.Path)
+	}
+	oldVIPs := d.vrrpVIPs
+	d.setVRRPVIPs(cfg)
 	if err := d.apply(cfg); err != nil {
+		d.vrrpVIPs = oldVIPs
 		return fmt.Errorf("reload %s: %w", cfg.Path, err)
 	}
 	d.setChecks(cfg)
@@ -233,20 +310,7 @@ func (d *Daemon) apply(cfg *config.Config) error {
 		d.log.Info("all next hops resolved")
 	}
 	d.unresolved = len(probs)
-	rules := SteerRules(cfg.LB.Services)
-	if d.watch != nil {
-		for _, a := range d.watch.LocalAddrs() {
-			rules = append(rules, driver.SteerRule{Kind: driver.SteerLocal, Addr: a})
-		}
-	}
-	for i, p := range d.ports {
-		if s, ok := p.(driver.Steering); ok {
-			if err := s.SetSteering(rules); err != nil {
-				return fmt.Errorf("steering on %s: %w", cfg.Ports[i].Name, err)
-			}
-		}
-	}
-	return nil
+	return d.steer(cfg)
 }
 
 // SteerRules lists what a steering driver must hand to gvs for services:
@@ -285,8 +349,13 @@ func SteerRules(svcs []lb.Service) []driver.SteerRule {
 	return rules
 }
 
-// Close stops the workers and closes the ports (detaching XDP programs).
+// Close stops VRRP (a master hands over), the workers and closes the ports
+// (detaching XDP programs).
 func (d *Daemon) Close() error {
+	d.StopVRRP()
+	if d.syncer != nil {
+		d.syncer.Stop()
+	}
 	if d.hm != nil {
 		d.hm.Stop()
 	}

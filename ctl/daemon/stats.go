@@ -218,6 +218,7 @@ func (d *Daemon) Stats(svc *lb.ServiceKey) api.Stats {
 			TxPackets: ps.TxPackets, TxBytes: ps.TxBytes, RxDropped: ps.RxDropped, TxDropped: ps.TxDropped,
 		})
 	}
+	out.SessionSync = d.syncStats()
 	return out
 }
 
