@@ -27,7 +27,7 @@ type Config struct {
 	// Cap/ExpireBudget bursts.
 	ExpireBudget int
 	// PublishEvery is how often counters are published for readers
-	// (default 100 ms).
+	// (default 20 ms; the cost is one atomic store per counter of each real).
 	PublishEvery time.Duration
 	// Export, if set, receives a record of every session this worker
 	// creates, every TCP state change and every early removal (session
@@ -135,7 +135,7 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.ExpireBudget = 64
 	}
 	if cfg.PublishEvery <= 0 {
-		cfg.PublishEvery = 100 * time.Millisecond
+		cfg.PublishEvery = 20 * time.Millisecond
 	}
 	w := &Pipeline{
 		worker: cfg.Worker, workers: cfg.Workers, bal: cfg.Balancer,

@@ -33,6 +33,7 @@ echo "== building"
 mkdir -p "$BIN"
 go build -o "$BIN/gvsd" ./cmd/gvsd
 go build -o "$BIN/gvs-backend" ./cmd/gvs-backend
+go build -o "$BIN/gvsctl" ./cmd/gvsctl
 
 echo "== namespaces: client -> router -> gvs (one-arm, NAT) -> 3 backends"
 for n in sw cl rt gvs b1 b2 b3; do ip netns add "$(ns $n)"; x $n ip link set lo up; done
@@ -99,7 +100,7 @@ CONF
 for i in 1 2 3; do x gvs ping -c1 -W1 198.18.1.1$i >/dev/null 2>&1 || true; done
 
 echo "== gvsd"
-ip netns exec "$(ns gvs)" "$BIN/gvsd" --config "$WORK/gvsd.toml" >"$WORK/gvsd.out" 2>"$WORK/gvsd.log" &
+ip netns exec "$(ns gvs)" "$BIN/gvsd" --config "$WORK/gvsd.toml" --socket "$WORK/gvsd.sock" >"$WORK/gvsd.out" 2>"$WORK/gvsd.log" &
 GVSD_PID=$!
 for _ in $(seq 100); do
   grep -q "gvs started" "$WORK/gvsd.log" 2>/dev/null && break
@@ -117,6 +118,9 @@ x cl bash -c "for i in \$(seq $REQS); do curl -s --max-time 2 http://$VIP/ || ec
 echo "  took $(( ($(date +%s%N) - start) / 1000000 )) ms"
 echo "== distribution (weights 3:2:1)"
 sort "$WORK/answers" | uniq -c | sed 's/^/  /'
+sleep 0.2   # the workers publish their counters every 20 ms
+echo "== gvsctl -Ln --stats (ipvsadm's view, from gvsd's control socket)"
+"$BIN/gvsctl" --socket "$WORK/gvsd.sock" -Ln --stats | sed 's/^/  /'
 kill -TERM $GVSD_PID; wait $GVSD_PID || true; GVSD_PID=""
 tail -n 3 "$WORK/gvsd.log" | sed "s/^/  gvsd: /"
 echo "== gvs counters"
