@@ -54,23 +54,22 @@ const (
 	DropParseBadLength
 	DropParseBadExtHeader
 	DropParseBadFragment
-	DropNoReal         // the service has no available real
-	DropNoNextHop      // the real's next hop is not resolved
-	DropSessionFull    // nat/fullnat flow and no room in the session table
-	DropNATCollision   // the reply tuple of a nat flow is taken
-	DropNoLocalPort    // fullnat: no free local port
-	DropTooBig         // encapsulated packet exceeds the port MTU
-	DropICMPNoSession  // ICMP error for a VIP flow no worker knows
-	DropFragNoSession  // non-first fragment of a nat/fullnat flow no worker knows
-	DropTCPNoSession   // nat/fullnat mid-flow TCP packet without a session
-	DropReplyNoSession // never used for the kernel's own traffic: see slow path
+	DropNoReal        // the service has no available real
+	DropNoNextHop     // the real's next hop is not resolved
+	DropSessionFull   // nat/fullnat flow and no room in the session table
+	DropNATCollision  // the reply tuple of a nat flow is taken
+	DropNoLocalPort   // fullnat: no free local port
+	DropTooBig        // encapsulated packet exceeds the port MTU
+	DropICMPNoSession // ICMP error for a VIP flow no worker knows
+	DropFragNoSession // non-first fragment of a nat/fullnat flow no worker knows
+	DropTCPNoSession  // nat/fullnat mid-flow TCP packet without a session
 	numDropReasons
 )
 
 var dropNames = [numDropReasons]string{
 	"truncated", "bad_version", "bad_ihl", "bad_length", "bad_ext_header", "bad_fragment",
 	"no_real", "no_nexthop", "session_full", "nat_collision", "no_local_port", "too_big",
-	"icmp_no_session", "frag_no_session", "tcp_no_session", "reply_no_session",
+	"icmp_no_session", "frag_no_session", "tcp_no_session",
 }
 
 func (d DropReason) String() string { return dropNames[d] }
