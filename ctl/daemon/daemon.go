@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"reflect"
 	"sync"
@@ -75,6 +76,9 @@ type Daemon struct {
 
 	smu sync.Mutex // guards st
 	st  statsState
+
+	lastHops map[netip.Addr]lb.NextHop // of the last apply (under mu)
+	failing  map[netip.Addr]bool       // reals whose next hop was unresolved then
 
 	hm         *health.Manager
 	healthDown map[lb.RealKey]string // reals the checks hold down, with the reason (under mu)
@@ -219,6 +223,11 @@ func (d *Daemon) upkeep(ctx context.Context) {
 	defer close(d.done)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	// Unresolved next hops are retried four times a second: a real comes
+	// into service (or back after a link flap) as soon as the kernel has
+	// resolved it, not up to a second later.
+	retry := time.NewTicker(250 * time.Millisecond)
+	defer retry.Stop()
 	stats := time.NewTicker(StatsInterval)
 	defer stats.Stop()
 	for {
@@ -228,13 +237,14 @@ func (d *Daemon) upkeep(ctx context.Context) {
 		case <-stats.C:
 			d.sampleStats()
 			d.reportPassive()
-		case <-tick.C:
+		case <-retry.C:
 			d.mu.Lock()
-			retry := d.unresolved > 0
+			again := d.unresolved > 0
 			d.mu.Unlock()
-			if retry {
+			if again {
 				d.refreshHops()
 			}
+		case <-tick.C:
 			if n, err := d.bal.Purge(); err != nil {
 				d.log.Error("purge drained reals", "error", err)
 			} else if n > 0 {
@@ -248,7 +258,11 @@ func (d *Daemon) upkeep(ctx context.Context) {
 func (d *Daemon) refreshHops() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.apply(d.cfg); err != nil {
+	hops, probs := d.resolve(d.cfg)
+	if maps.Equal(hops, d.lastHops) {
+		return
+	}
+	if err := d.applyHops(d.cfg, hops, probs); err != nil {
 		d.log.Error("refresh next hops", "error", err)
 	}
 }
@@ -289,16 +303,33 @@ func (d *Daemon) reload(cfg *config.Config) error {
 // apply resolves next hops for cfg, publishes its snapshot and updates the
 // steering of the ports. Called with d.mu held (or before Start).
 func (d *Daemon) apply(cfg *config.Config) error {
+	hops, probs := d.resolve(cfg)
+	return d.applyHops(cfg, hops, probs)
+}
+
+// resolve looks up the next hops of every real of cfg.
+func (d *Daemon) resolve(cfg *config.Config) (map[netip.Addr]lb.NextHop, []nexthop.Problem) {
 	var addrs []netip.Addr
 	for _, s := range cfg.LB.Services {
 		for _, r := range s.Reals {
 			addrs = append(addrs, r.Addr)
 		}
 	}
-	hops, probs := d.hops.Resolve(addrs)
+	return d.hops.Resolve(addrs)
+}
+
+// applyHops is apply with the next hops already resolved. Called with d.mu
+// held (or before Start).
+func (d *Daemon) applyHops(cfg *config.Config, hops map[netip.Addr]lb.NextHop, probs []nexthop.Problem) error {
+	failing := map[netip.Addr]bool{}
 	for _, p := range probs {
-		d.log.Warn("real not reachable yet: no new flows until it is", "real", p.Addr, "reason", p.Reason)
+		failing[p.Addr] = true
+		if !d.failing[p.Addr] { // say it once, not at every retry
+			d.log.Warn("real not reachable yet: no new flows until it is", "real", p.Addr, "reason", p.Reason)
+		}
 	}
+	d.failing = failing
+	d.lastHops = hops
 	lc := cfg.LB
 	lc.NextHops = hops
 	lc.Services = d.withHealth(cfg.LB.Services)
