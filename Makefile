@@ -87,7 +87,7 @@ fuzz:
 
 # Debian packages the demo and the namespace tests use (installed when
 # missing; needs root, as the namespaces do).
-SYSTEM_PKGS := iproute2 ethtool curl nginx-light procps libdpdk-dev dpdk-dev pkg-config keepalived
+SYSTEM_PKGS := iproute2 ethtool curl nginx-light procps libdpdk-dev dpdk-dev pkg-config keepalived bird2
 deps-system:
 	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -6,7 +6,7 @@
 //	gvsctl -a -t 10.0.0.1:80 -r 10.0.1.11:8080 -m -w 3
 //	gvsctl -Ln [--stats|--rate|-c] [-o json]
 //	gvsctl -S > rules; gvsctl -R < rules
-//	gvsctl reload | health | vrrp | conns | stats [--watch] | version
+//	gvsctl reload | health | vrrp | bgp [drain|undrain] | conns | stats [--watch] | version
 //
 // The grammar, the tables and what differs from ipvsadm are in package
 // gvs/ctl/ipvsadm; this command parses, dials, calls and prints. The socket
@@ -169,6 +169,16 @@ func execute(ctx context.Context, c *api.Client, cmd ipvsadm.Command, stdout, st
 			return writeJSON(stdout, vs)
 		}
 		return ipvsadm.FormatVRRP(stdout, vs)
+
+	case ipvsadm.ActBGP, ipvsadm.ActBGPDrain:
+		var bs api.BGPStatus
+		if err := c.Call(cmd.Op, cmd.Args, &bs); err != nil {
+			return err
+		}
+		if cmd.JSON {
+			return writeJSON(stdout, bs)
+		}
+		return ipvsadm.FormatBGP(stdout, bs)
 
 	case ipvsadm.ActVersion:
 		var v api.VersionInfo

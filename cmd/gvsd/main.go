@@ -152,8 +152,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			printSummary(stdout, d.Stats(nil), *statsJSON)
 		default:
 			log.Info("stopping", "signal", sig.String())
-			// VRRP first, while the dataplane still forwards: the backup
-			// takes over after its skew time.
+			// BGP and VRRP first, while the dataplane still forwards: the
+			// routers move the flows to the other nodes, the backup takes
+			// over after its skew time.
+			d.StopBGP()
 			d.StopVRRP()
 			if srv != nil {
 				if err := srv.Close(); err != nil {
@@ -208,4 +210,5 @@ type metricsSource struct{ d *daemon.Daemon }
 func (s metricsSource) Stats() api.Stats             { return s.d.Stats(nil) }
 func (s metricsSource) Health() []api.HealthStatus   { return s.d.Health() }
 func (s metricsSource) VRRP() []api.VRRPStatus       { return s.d.VRRP() }
+func (s metricsSource) BGP() api.BGPStatus           { return s.d.BGP() }
 func (s metricsSource) VersionInfo() api.VersionInfo { return daemon.VersionInfo() }

@@ -86,6 +86,8 @@ const (
 	OpSessions      = "sessions"       // SessionFilter → SessionPage
 	OpHealth        = "health"         // → []HealthStatus
 	OpVRRP          = "vrrp"           // → []VRRPStatus
+	OpBGP           = "bgp"            // → BGPStatus
+	OpBGPDrain      = "bgp_drain"      // BGPDrainArgs → BGPStatus
 )
 
 // VersionInfo answers OpVersion.
@@ -277,4 +279,37 @@ type VRRPStatus struct {
 	// and discarded packets by reason (ttl, version, checksum, vrid, ...).
 	Counters map[string]uint64 `json:"counters,omitempty"`
 	Discards map[string]uint64 `json:"discards,omitempty"`
+}
+
+// BGPStatus is the state of the BGP speaker (Enabled false: no [bgp]).
+type BGPStatus struct {
+	Enabled  bool         `json:"enabled"`
+	LocalAS  uint32       `json:"local_as,omitempty"`
+	RouterID string       `json:"router_id,omitempty"`
+	Drained  bool         `json:"drained,omitempty"`
+	Sessions []BGPSession `json:"sessions,omitempty"`
+	Prefixes []BGPPrefix  `json:"prefixes,omitempty"`
+}
+
+// BGPSession is one neighbour's session.
+type BGPSession struct {
+	Neighbor string `json:"neighbor"`
+	AS       uint32 `json:"as"`
+	State    string `json:"state"` // idle, connect, active, opensent, openconfirm, established
+	Since    string `json:"since,omitempty"`
+	Ups      uint64 `json:"ups"`
+}
+
+// BGPPrefix is one VIP's announcement and why (not).
+type BGPPrefix struct {
+	Prefix      string `json:"prefix"`
+	Announced   bool   `json:"announced"`
+	Reason      string `json:"reason"`
+	Since       string `json:"since,omitempty"`
+	Transitions uint64 `json:"transitions"`
+}
+
+// BGPDrainArgs turns the drain attributes on or off.
+type BGPDrainArgs struct {
+	Drain bool `json:"drain"`
 }

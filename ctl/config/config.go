@@ -18,6 +18,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"gvs/ctl/bgp"
 	"gvs/ctl/vrrp"
 	"gvs/health"
 	"gvs/lb"
@@ -33,6 +34,8 @@ type File struct {
 	VRRP []VRRPInstance `toml:"vrrp" json:"vrrp,omitempty"`
 	// SessionSync is [session_sync]: the sessions follow the VRRP master.
 	SessionSync *SessionSync `toml:"session_sync" json:"session_sync,omitempty"`
+	// BGP is [bgp]: VIPs announced to routers for ECMP (see bgp.go).
+	BGP *BGP `toml:"bgp" json:"bgp,omitempty"`
 }
 
 // Global holds the daemon-wide settings.
@@ -117,6 +120,10 @@ type Service struct {
 	SlowStart   Duration `toml:"slow_start" json:"slow_start,omitempty"`
 	OnRemove    string   `toml:"on_remove" json:"on_remove,omitempty"` // drain (default), drop
 	ClientPort  string   `toml:"client_port" json:"client_port,omitempty"`
+	// Announce: the VIP is announced over BGP ([bgp]) while at least
+	// MinHealthy (default 1) reals of the service are healthy.
+	Announce   bool `toml:"announce" json:"announce,omitempty"`
+	MinHealthy int  `toml:"min_healthy" json:"min_healthy,omitempty"`
 	// Checks is the health-check chain of every real of the service (a
 	// real's own chain replaces it); Passive the passive-check rule.
 	Checks  []Check  `toml:"check" json:"check,omitempty"`
@@ -203,6 +210,8 @@ type Config struct {
 	VRRP     []vrrp.Config   // VRRP instances
 	// SessionSync is the validated [session_sync] (nil: none).
 	SessionSync *SyncSettings
+	// BGP is the validated [bgp] with the announcement policies (nil: none).
+	BGP *bgp.Config
 }
 
 // Error is a configuration error at a place in a file.
@@ -424,6 +433,7 @@ func (v *validator) build(f *File) *Config {
 	cfg.LB.Timeouts = cfg.Timeouts
 	cfg.VRRP = v.vrrpInstances(f.VRRP, cfg.LB.Services)
 	cfg.SessionSync = v.sessionSync(f.SessionSync, cfg.VRRP)
+	cfg.BGP = v.bgpConfig(f.BGP, f.Service, cfg.LB.Services)
 	return cfg
 }
 

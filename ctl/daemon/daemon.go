@@ -97,6 +97,8 @@ type Daemon struct {
 	// mastership makes this node the sender.
 	syncer   *sessync.Syncer
 	syncVRRP string
+	// BGP (bgp.go): the speaker and its policy loop; nil without [bgp].
+	bgp *bgpState
 }
 
 // New opens everything the configuration names. On error, whatever was
@@ -158,6 +160,7 @@ func New(opts Options) (d *Daemon, err error) {
 	if err := d.newSessionSync(cfg); err != nil {
 		return nil, err
 	}
+	d.newBGP(cfg)
 	return d, nil
 }
 
@@ -192,6 +195,7 @@ func (d *Daemon) Start() {
 		}
 	}
 	d.vrrpMgr.Start()
+	d.startBGP()
 	d.log.Info("gvs started", "workers", d.cfg.Global.Workers, "ports", len(d.ports), "services", len(d.cfg.LB.Services))
 }
 
@@ -288,6 +292,9 @@ func (d *Daemon) reload(cfg *config.Config) error {
 	if !reflect.DeepEqual(cfg.File.SessionSync, d.cfg.File.SessionSync) {
 		return fmt.Errorf("reload %s: [session_sync] changes need a restart of gvsd; nothing applied", cfg.Path)
 	}
+	if err := d.checkBGPReload(cfg); err != nil {
+		return err
+	}
 	oldVIPs := d.vrrpVIPs
 	d.setVRRPVIPs(cfg)
 	if err := d.apply(cfg); err != nil {
@@ -380,9 +387,10 @@ func SteerRules(svcs []lb.Service) []driver.SteerRule {
 	return rules
 }
 
-// Close stops VRRP (a master hands over), the workers and closes the ports
-// (detaching XDP programs).
+// Close withdraws the BGP routes, stops VRRP (a master hands over), the
+// workers and closes the ports (detaching XDP programs).
 func (d *Daemon) Close() error {
+	d.StopBGP()
 	d.StopVRRP()
 	if d.syncer != nil {
 		d.syncer.Stop()

@@ -129,6 +129,17 @@ func (d *Daemon) Handle(ctx context.Context, op string, args json.RawMessage) (a
 			v = []api.VRRPStatus{}
 		}
 		return v, nil
+	case api.OpBGP:
+		return d.BGP(), nil
+	case api.OpBGPDrain:
+		var a api.BGPDrainArgs
+		if err := decodeArgs(op, args, &a, true); err != nil {
+			return nil, err
+		}
+		if err := d.BGPDrain(a.Drain); err != nil {
+			return nil, err
+		}
+		return d.BGP(), nil
 	}
 	return nil, api.Errorf(api.CodeUnknownOp, "unknown operation %q", op)
 }

@@ -445,6 +445,37 @@ func FormatVRRP(w io.Writer, vs []api.VRRPStatus) error {
 	return e.err
 }
 
+// FormatBGP prints `gvsctl bgp`.
+func FormatBGP(w io.Writer, s api.BGPStatus) error {
+	if !s.Enabled {
+		_, err := io.WriteString(w, "BGP not configured\n")
+		return err
+	}
+	tw := newTab(w)
+	e := &errWriter{w: tw}
+	drained := ""
+	if s.Drained {
+		drained = " (drained)"
+	}
+	e.printf("AS %d router-id %s%s\n", s.LocalAS, s.RouterID, drained)
+	e.printf("NEIGHBOR\tAS\tSTATE\tSINCE\tUPS\n")
+	for _, n := range s.Sessions {
+		e.printf("%s\t%d\t%s\t%s\t%d\n", n.Neighbor, n.AS, n.State, cmp.Or(n.Since, "-"), n.Ups)
+	}
+	e.printf("PREFIX\tSTATE\tSINCE\tREASON\n")
+	for _, p := range s.Prefixes {
+		st := "withdrawn"
+		if p.Announced {
+			st = "announced"
+		}
+		e.printf("%s\t%s\t%s\t%s\n", p.Prefix, st, cmp.Or(p.Since, "-"), p.Reason)
+	}
+	if err := tw.Flush(); e.err == nil {
+		e.err = err
+	}
+	return e.err
+}
+
 // FormatVersion prints `gvsctl version`: gvsd's version and the protocol
 // and Go versions of both ends.
 func FormatVersion(w io.Writer, v api.VersionInfo, goVersion string) error {

@@ -40,6 +40,8 @@ const (
 	ActVRRP                        // gvsctl vrrp
 	ActSessions                    // gvsctl conns
 	ActStats                       // gvsctl stats [--watch]
+	ActBGP                         // gvsctl bgp
+	ActBGPDrain                    // gvsctl bgp drain|undrain
 )
 
 var actionNames = [...]string{
@@ -48,6 +50,7 @@ var actionNames = [...]string{
 	ActEditReal: "edit-server", ActDeleteReal: "delete-server", ActClear: "clear", ActZero: "zero",
 	ActSave: "save", ActRestore: "restore", ActVersion: "version", ActReload: "reload",
 	ActHealth: "health", ActVRRP: "vrrp", ActSessions: "conns", ActStats: "stats",
+	ActBGP: "bgp", ActBGPDrain: "bgp-drain",
 }
 
 // String is the action's name, as ipvsadm's messages and gvsctl's
@@ -62,7 +65,7 @@ func (a Action) String() string {
 // Read reports whether the action only reads (and so takes -o json).
 func (a Action) Read() bool {
 	switch a {
-	case ActList, ActConns, ActSave, ActVersion, ActHealth, ActVRRP, ActSessions, ActStats:
+	case ActList, ActConns, ActSave, ActVersion, ActHealth, ActVRRP, ActSessions, ActStats, ActBGP:
 		return true
 	}
 	return false

@@ -211,6 +211,9 @@ func TestParse(t *testing.T) {
 		{args: "health", action: ActHealth, op: api.OpHealth},
 		{args: "health -o json", action: ActHealth, op: api.OpHealth, check: func(t *testing.T, c Command) { want(t, c.JSON, true) }},
 		{args: "-o json vrrp", action: ActVRRP, op: api.OpVRRP, check: func(t *testing.T, c Command) { want(t, c.JSON, true) }},
+		{args: "bgp", action: ActBGP, op: api.OpBGP},
+		{args: "bgp drain", action: ActBGPDrain, op: api.OpBGPDrain, want: api.BGPDrainArgs{Drain: true}},
+		{args: "bgp undrain", action: ActBGPDrain, op: api.OpBGPDrain, want: api.BGPDrainArgs{Drain: false}},
 		{args: "--socket /run/x.sock version", action: ActVersion, op: api.OpVersion,
 			check: func(t *testing.T, c Command) { want(t, c.Socket, "/run/x.sock") }},
 		{args: "help", action: ActHelp},
@@ -363,6 +366,7 @@ func TestParseErrors(t *testing.T) {
 		{"reload -o json", "-o json is for read commands"},
 		{"health -o xml", "want json or text"},
 		{"health extra", "unexpected argument"},
+		{"bgp sideways", "want drain or undrain"},
 		{"version --socket=", "--socket needs a path"},
 	} {
 		t.Run(tc.args, func(t *testing.T) {

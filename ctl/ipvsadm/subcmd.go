@@ -14,7 +14,7 @@ import (
 )
 
 // Subcommands are gvsctl's commands for what ipvsadm lacks.
-var Subcommands = []string{"reload", "health", "vrrp", "conns", "stats", "version", "help"}
+var Subcommands = []string{"reload", "health", "vrrp", "bgp", "conns", "stats", "version", "help"}
 
 // subcommandIndex returns the index of the subcommand word in args, or -1
 // when args are in the ipvsadm grammar. Only --socket and -o/--output may
@@ -57,6 +57,8 @@ func parseSubcommand(word string, args []string) (Command, error) {
 		cmd.Action, cmd.Op = ActHealth, api.OpHealth
 	case "vrrp":
 		cmd.Action, cmd.Op = ActVRRP, api.OpVRRP
+	case "bgp":
+		cmd.Action, cmd.Op = ActBGP, api.OpBGP
 	case "version":
 		cmd.Action, cmd.Op = ActVersion, api.OpVersion
 	case "help":
@@ -108,6 +110,16 @@ func parseSubcommand(word string, args []string) (Command, error) {
 		id = &s
 	}
 	switch cmd.Action {
+	case ActBGP:
+		if len(pos) > 0 {
+			switch pos[0] {
+			case "drain", "undrain":
+				cmd.Action, cmd.Op, cmd.Args = ActBGPDrain, api.OpBGPDrain, api.BGPDrainArgs{Drain: pos[0] == "drain"}
+				pos = pos[1:]
+			default:
+				return cmd, usagef("bgp: want drain or undrain, not %q", pos[0])
+			}
+		}
 	case ActSessions:
 		f := api.SessionFilter{Service: id, Limit: api.MaxSessions}
 		if *real != "" {

@@ -19,6 +19,8 @@ Subcommands (what ipvsadm lacks):
   gvsctl reload                  re-read gvsd's configuration file
   gvsctl health                  health-check state of every real
   gvsctl vrrp                    VRRP instances
+  gvsctl bgp [drain|undrain]     BGP sessions and announced VIPs; drain adds the [bgp.drain]
+                                 attributes (communities, MED, AS-path prepend)
   gvsctl conns [--service [PROTO:]VIP:PORT] [--real ADDR:PORT] [--client ADDR] [--limit N]
                                  sessions (default limit 1000; 0: all)
   gvsctl stats [--service [PROTO:]VIP:PORT] [--watch [INTERVAL]] [--count N]

@@ -139,6 +139,21 @@ var (
 	descVRRPPriority = newDesc("gvs_vrrp_priority",
 		"Priority the VRRP instance advertises.",
 		"instance")
+
+	descBGPSession = newDesc("gvs_bgp_session_up",
+		"1 while the BGP session with the neighbor is established.",
+		"neighbor", "as")
+	descBGPSessionUps = newDesc("gvs_bgp_session_established_total",
+		"Times the BGP session with the neighbor became established.",
+		"neighbor", "as")
+	descBGPAnnounced = newDesc("gvs_bgp_announced",
+		"1 while the VIP's host route is announced, 0 while withdrawn.",
+		"prefix")
+	descBGPTransitions = newDesc("gvs_bgp_announcement_changes_total",
+		"Announcements and withdrawals of the VIP's host route.",
+		"prefix")
+	descBGPDrained = newDesc("gvs_bgp_drained",
+		"1 while the announcements carry the drain attributes (gvsctl bgp drain).")
 )
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -227,6 +242,31 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range c.src.VRRP() {
 		e.vrrp(&v)
+	}
+	if b, ok := c.src.(BGPSource); ok {
+		e.bgp(b.BGP())
+	}
+}
+
+func (e emitter) bgp(s api.BGPStatus) {
+	if !s.Enabled {
+		return
+	}
+	b2f := func(b bool) float64 {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	e.gauge(descBGPDrained, b2f(s.Drained))
+	for _, n := range s.Sessions {
+		as := strconv.FormatUint(uint64(n.AS), 10)
+		e.gauge(descBGPSession, b2f(n.State == "established"), n.Neighbor, as)
+		e.counter(descBGPSessionUps, n.Ups, n.Neighbor, as)
+	}
+	for _, p := range s.Prefixes {
+		e.gauge(descBGPAnnounced, b2f(p.Announced), p.Prefix)
+		e.counter(descBGPTransitions, p.Transitions, p.Prefix)
 	}
 }
 

@@ -43,6 +43,12 @@ type Source interface {
 	VRRP() []api.VRRPStatus
 }
 
+// BGPSource may be implemented by a Source to expose the BGP speaker's
+// sessions and announcements (gvs_bgp_*).
+type BGPSource interface {
+	BGP() api.BGPStatus
+}
+
 // Versioner may be implemented by a Source to name the running gvs version
 // in gvs_build_info. Without it the version comes from the binary's build
 // information ("(devel)" for a plain go build).

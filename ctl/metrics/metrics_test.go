@@ -34,6 +34,13 @@ type fakeSource struct {
 	stats  api.Stats
 	health []api.HealthStatus
 	vrrp   []api.VRRPStatus
+	bgp    api.BGPStatus
+}
+
+func (f *fakeSource) BGP() api.BGPStatus {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.bgp
 }
 
 func (f *fakeSource) Stats() api.Stats {
@@ -69,6 +76,9 @@ func (versioned) VersionInfo() api.VersionInfo {
 
 func fixture() *fakeSource {
 	return &fakeSource{
+		bgp: api.BGPStatus{Enabled: true, LocalAS: 65010, RouterID: "198.18.0.1", Drained: true,
+			Sessions: []api.BGPSession{{Neighbor: "198.18.0.254", AS: 65000, State: "established", Ups: 2}},
+			Prefixes: []api.BGPPrefix{{Prefix: "198.18.1.10/32", Announced: true, Transitions: 3}}},
 		stats: api.Stats{
 			IntervalSec: 2,
 			Services: []api.ServiceStats{
@@ -373,6 +383,12 @@ func TestScrapeValues(t *testing.T) {
 	family(t, fams, "gvs_vrrp_priority", gauge, map[string]float64{
 		key("instance", "vi1"): 150, key("instance", "vi2"): 100, key("instance", "vi3"): 1,
 	})
+
+	family(t, fams, "gvs_bgp_session_up", gauge, map[string]float64{key("neighbor", "198.18.0.254", "as", "65000"): 1})
+	family(t, fams, "gvs_bgp_session_established_total", counter, map[string]float64{key("neighbor", "198.18.0.254", "as", "65000"): 2})
+	family(t, fams, "gvs_bgp_announced", gauge, map[string]float64{key("prefix", "198.18.1.10/32"): 1})
+	family(t, fams, "gvs_bgp_announcement_changes_total", counter, map[string]float64{key("prefix", "198.18.1.10/32"): 3})
+	family(t, fams, "gvs_bgp_drained", gauge, map[string]float64{"": 1})
 
 	// Every described family was exposed (the fixture has them all), and
 	// the runtime collectors and the handler's own are there too.
