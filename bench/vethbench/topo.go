@@ -3,6 +3,7 @@ package vethbench
 import (
 	"errors"
 	"fmt"
+	"gvs/internal/namedns"
 	"net"
 	"net/netip"
 	"os"
@@ -20,7 +21,7 @@ import (
 
 // NetnsDir is where named network namespaces are bind-mounted (as by
 // iproute2, so `ip netns exec` works on them while a run is in progress).
-const NetnsDir = "/run/netns"
+const NetnsDir = namedns.Dir
 
 // NamePrefix starts the name of every namespace a run creates:
 // "gvsbench-<pid>-gen" and "gvsbench-<pid>-dut". Namespaces of a process
@@ -108,7 +109,7 @@ type Topology struct {
 // NewTopology creates the namespaces and the veth pair. On error everything
 // created so far is removed.
 func NewTopology() (_ *Topology, err error) {
-	if err := ensureNetnsDir(); err != nil {
+	if err := namedns.EnsureDir(); err != nil {
 		return nil, err
 	}
 	SweepStale()
@@ -122,7 +123,7 @@ func NewTopology() (_ *Topology, err error) {
 		dst  **Netns
 		name string
 	}{{&t.Gen, t.Prefix + "gen"}, {&t.DUT, t.Prefix + "dut"}} {
-		h, err := createNetns(p.name)
+		h, err := namedns.Create(p.name)
 		if err != nil {
 			return nil, fmt.Errorf("create netns %s: %w", p.name, err)
 		}
@@ -228,7 +229,7 @@ func (t *Topology) Close() error {
 			if ns == nil {
 				continue
 			}
-			if err := deleteNetns(ns.Name); err != nil {
+			if err := namedns.Delete(ns.Name); err != nil {
 				errs = append(errs, fmt.Errorf("delete netns %s: %w", ns.Name, err))
 			}
 			if ns.handle.IsOpen() {
@@ -238,80 +239,6 @@ func (t *Topology) Close() error {
 		t.closeErr = errors.Join(errs...)
 	})
 	return t.closeErr
-}
-
-// ensureNetnsDir makes NetnsDir a shared mount point, as iproute2 does.
-func ensureNetnsDir() error {
-	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
-		return err
-	}
-	for made := false; ; made = true {
-		err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-		if err == nil {
-			return nil
-		}
-		if err != unix.EINVAL || made {
-			return fmt.Errorf("make %s shared: %w", NetnsDir, err)
-		}
-		if err := unix.Mount(NetnsDir, NetnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind-mount %s: %w", NetnsDir, err)
-		}
-	}
-}
-
-// createNetns creates a network namespace bind-mounted at NetnsDir/name
-// without moving the calling thread.
-func createNetns(name string) (netns.NsHandle, error) {
-	path := filepath.Join(NetnsDir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return -1, err
-	}
-	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		err = unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "none", unix.MS_BIND, "")
-		if serr := netns.Set(orig); serr != nil {
-			errc <- errors.Join(err, serr) // thread stays locked: discarded
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		os.Remove(path)
-		return -1, err
-	}
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		deleteNetns(name)
-		return -1, err
-	}
-	return h, nil
-}
-
-// deleteNetns unmounts and removes NetnsDir/name, as `ip netns delete`.
-func deleteNetns(name string) error {
-	path := filepath.Join(NetnsDir, name)
-	err := unix.Unmount(path, unix.MNT_DETACH)
-	if err == unix.EINVAL || err == unix.ENOENT {
-		err = nil
-	}
-	if rerr := os.Remove(path); rerr != nil && !os.IsNotExist(rerr) {
-		err = errors.Join(err, rerr)
-	}
-	return err
 }
 
 var staleRE = regexp.MustCompile(`^` + NamePrefix + `([0-9]+)-`)
@@ -333,7 +260,7 @@ func SweepStale() {
 			continue
 		}
 		if unix.Kill(pid, 0) == unix.ESRCH {
-			deleteNetns(e.Name())
+			namedns.Delete(e.Name())
 		}
 	}
 }

@@ -32,23 +32,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"gvs/internal/namedns"
 	"io"
 	"os"
-	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // NetnsDir is where named network namespaces are bind-mounted, as by
 // iproute2.
-const NetnsDir = "/run/netns"
+const NetnsDir = namedns.Dir
 
 // Lab is a set of network namespaces, links and processes owned by one test.
 type Lab struct {
@@ -91,7 +89,7 @@ func (l *Lab) Prefix() string { return l.prefix }
 func (l *Lab) NS(name string) *NS {
 	l.t.Helper()
 	full := l.prefix + "-" + name
-	h, err := createNetns(full)
+	h, err := namedns.Create(full)
 	if err != nil {
 		l.t.Fatalf("lab: create namespace %s: %v", full, err)
 	}
@@ -145,7 +143,7 @@ func (l *Lab) cleanup() {
 	for i := len(nss) - 1; i >= 0; i-- {
 		ns := nss[i]
 		ns.closeNetlink()
-		if err := deleteNetns(ns.name); err != nil {
+		if err := namedns.Delete(ns.name); err != nil {
 			l.t.Errorf("lab: delete namespace %s: %v", ns.name, err)
 		}
 		ns.handle.Close()
@@ -157,95 +155,6 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "[...]\n" + s[len(s)-n:]
-}
-
-// ensureNetnsDir makes NetnsDir a shared mount point, as iproute2 does, so
-// that namespace mounts propagate between mount namespaces and unmounting
-// one frees the namespace everywhere.
-func ensureNetnsDir() error {
-	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
-		return err
-	}
-	for made := false; ; made = true {
-		err := unix.Mount("", NetnsDir, "none", unix.MS_SHARED|unix.MS_REC, "")
-		if err == nil {
-			return nil
-		}
-		if err != unix.EINVAL || made {
-			return fmt.Errorf("make %s shared: %w", NetnsDir, err)
-		}
-		if err := unix.Mount(NetnsDir, NetnsDir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fmt.Errorf("bind-mount %s: %w", NetnsDir, err)
-		}
-	}
-}
-
-var netnsDirOnce = sync.OnceValue(ensureNetnsDir)
-
-// createNetns creates a new network namespace and bind-mounts it at
-// NetnsDir/name. The calling goroutine's thread is not affected.
-func createNetns(name string) (netns.NsHandle, error) {
-	if err := netnsDirOnce(); err != nil {
-		return -1, err
-	}
-	path := filepath.Join(NetnsDir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if err != nil {
-		return -1, err
-	}
-	f.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("unshare: %w", err)
-			return
-		}
-		err = unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), path, "none", unix.MS_BIND, "")
-		if serr := netns.Set(orig); serr != nil {
-			// Leave the thread locked: the runtime discards it when this
-			// goroutine exits, instead of reusing a thread in the wrong ns.
-			errc <- errors.Join(err, fmt.Errorf("return to the original namespace: %w", serr))
-			return
-		}
-		runtime.UnlockOSThread()
-		if err != nil {
-			err = fmt.Errorf("bind-mount: %w", err)
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		os.Remove(path)
-		return -1, err
-	}
-	h, err := netns.GetFromPath(path)
-	if err != nil {
-		deleteNetns(name)
-		return -1, err
-	}
-	return h, nil
-}
-
-// deleteNetns unmounts and removes NetnsDir/name, as `ip netns delete`.
-// The namespace itself goes away with its last reference.
-func deleteNetns(name string) error {
-	path := filepath.Join(NetnsDir, name)
-	err := unix.Unmount(path, unix.MNT_DETACH)
-	if err == unix.EINVAL || err == unix.ENOENT {
-		err = nil // not mounted (half-created)
-	}
-	if rerr := os.Remove(path); rerr != nil && !os.IsNotExist(rerr) {
-		err = errors.Join(err, rerr)
-	}
-	return err
 }
 
 var (
@@ -270,7 +179,7 @@ func sweepStale() {
 			continue
 		}
 		if err := unix.Kill(pid, 0); err == unix.ESRCH {
-			deleteNetns(e.Name())
+			namedns.Delete(e.Name())
 		}
 	}
 }
