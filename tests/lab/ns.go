@@ -131,7 +131,8 @@ func (ns *NS) link(h *netlink.Handle, ifname string) (netlink.Link, error) {
 }
 
 // Addr adds the address cidr ("198.18.0.1/24", "2001:db8::1/64") to
-// ifname. IPv6 addresses are added with nodad, so they are usable at once.
+// ifname. IPv6 addresses are added with nodad and, on a running link,
+// waited for until the kernel routes them to this host.
 func (ns *NS) Addr(ifname, cidr string) {
 	ns.lab.t.Helper()
 	a, err := netlink.ParseAddr(cidr)
@@ -146,10 +147,41 @@ func (ns *NS) Addr(ifname, cidr string) {
 		if err != nil {
 			return err
 		}
-		return h.AddrAdd(l, a)
+		if err := h.AddrAdd(l, a); err != nil {
+			return err
+		}
+		if a.IP.To4() == nil && l.Attrs().RawFlags&unix.IFF_RUNNING != 0 {
+			return waitLocalRoute(h, a.IP)
+		}
+		return nil
 	})
 	if err != nil {
 		ns.fatalf("add address %s to %s: %v", cidr, ifname, err)
+	}
+}
+
+// waitLocalRoute waits until the kernel has installed the local route of
+// the IPv6 address ip. Even a nodad address is only routed to this host
+// once the kernel's DAD work has run, and that work needs the RTNL lock,
+// which the cleanup of a namespace deleted just before can hold for a
+// second on a busy machine: until then the address can be bound, but
+// packets to it are not delivered. Links that are not running finish the
+// work when they come up, so they are not waited for.
+func waitLocalRoute(h *netlink.Handle, ip net.IP) error {
+	filter := &netlink.Route{Table: unix.RT_TABLE_LOCAL, Dst: &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rs, err := h.RouteListFiltered(netlink.FAMILY_V6, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_DST)
+		if err != nil {
+			return fmt.Errorf("list local routes: %w", err)
+		}
+		if len(rs) > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the kernel did not install the local route of %s within 5s", ip)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
