@@ -24,17 +24,33 @@ const (
 	DUTReflector = "afxdp-reflector"
 	DUTGvsAFXDP  = "gvs-afxdp"
 	DUTGvsAFPkt  = "gvs-afpacket"
+	DUTGvsDPDK   = "gvs-dpdk" // only in a build with the dpdk tag
+	DUTNftNumgen = "nft-numgen"
+	DUTNftJhash  = "nft-jhash"
 )
 
-// DUTNames lists every DUT in run order.
-var DUTNames = []string{DUTXDPTX, DUTReflector, DUTGvsAFXDP, DUTGvsAFPkt}
+// DUTNames lists every DUT of this build in run order.
+var DUTNames = func() []string {
+	n := []string{DUTXDPTX, DUTReflector, DUTGvsAFXDP, DUTGvsAFPkt}
+	if newDPDKDUT != nil {
+		n = append(n, DUTGvsDPDK)
+	}
+	return append(n, DUTNftNumgen, DUTNftJhash)
+}()
+
+// newDPDKDUT builds the gvs-dpdk DUT: from dut_dpdk.go in a build with
+// the dpdk tag, nil otherwise (dut_nodpdk.go).
+var newDPDKDUT = dpdkDUT()
 
 // dutDescriptions say what each DUT is, for the report.
 var dutDescriptions = map[string]string{
 	DUTXDPTX:     "bare XDP program: swap MACs, XDP_TX (the kernel path's ceiling)",
 	DUTReflector: "bare Go AF_XDP reflector on driver/afxdp: receive burst, swap MACs, transmit burst",
-	DUTGvsAFXDP:  "gvs: lb.Balancer (1 DR service, 1 real) + pmd (1 worker) over driver/afxdp",
-	DUTGvsAFPkt:  "gvs: lb.Balancer (1 DR service, 1 real) + pmd (1 worker) over driver/afpacket",
+	DUTGvsAFXDP:  "gvs: lb.Balancer (1 DR service, 2 reals) + pmd (1 worker) over driver/afxdp",
+	DUTGvsAFPkt:  "gvs: lb.Balancer (1 DR service, 2 reals) + pmd (1 worker) over driver/afpacket",
+	DUTGvsDPDK:   "gvs: lb.Balancer (1 DR service, 2 reals) + pmd (1 worker) over driver/dpdk, net_af_packet on the DUT veth",
+	DUTNftNumgen: "kernel as the LB: nftables DNAT to numgen inc mod 2 (conntrack, forwarding), RPS to the DUT CPU",
+	DUTNftJhash:  "kernel as the LB: nftables DNAT to jhash ip saddr . udp sport mod 2 (conntrack, forwarding), RPS to the DUT CPU",
 }
 
 // DUT is a device under test running in the topology's DUT namespace: it
@@ -60,6 +76,13 @@ func NewDUT(name string, flows int, log *slog.Logger) (DUT, error) {
 		return &reflectorDUT{log: log}, nil
 	case DUTGvsAFXDP, DUTGvsAFPkt:
 		return &gvsDUT{name: name, flows: flows, log: log}, nil
+	case DUTGvsDPDK:
+		if newDPDKDUT != nil {
+			return newDPDKDUT(flows, log), nil
+		}
+		return nil, fmt.Errorf("DUT %s needs a build with the dpdk tag (go run -tags dpdk ./cmd/gvs-bench; libdpdk-dev)", name)
+	case DUTNftNumgen, DUTNftJhash:
+		return &nftDUT{name: name}, nil
 	}
 	return nil, fmt.Errorf("unknown DUT %q (want one of %s)", name, strings.Join(DUTNames, ", "))
 }
@@ -236,7 +259,9 @@ func (d *reflectorDUT) Detail() string { return d.detail }
 // --- gvs over afxdp or afpacket ---
 
 type gvsDUT struct {
-	name   string
+	name string
+	// open opens the port of a DUT other than gvs-afxdp and gvs-afpacket.
+	open   func(t *Topology) (driver.Port, error)
 	flows  int
 	log    *slog.Logger
 	port   driver.Port
@@ -247,17 +272,19 @@ type gvsDUT struct {
 func (d *gvsDUT) Name() string { return d.name }
 
 // GvsConfig is the balancer configuration of the gvs DUTs: one UDP DR
-// service on VIP:VIPPort whose single real is the generator (its next hop
-// MAC is the generator veth's), so every packet goes back where it came
-// from, with only its MACs rewritten.
+// service on VIP:VIPPort over the two Backends, the same reals the nftables
+// DUTs balance over. Their next hop MAC is the generator veth's, so every
+// packet goes back where it came from, with only its MACs rewritten.
 func GvsConfig() lb.Config {
-	return lb.Config{
-		Services: []lb.Service{{
-			Proto: lb.ProtoUDP, VIP: VIP, Port: VIPPort, Scheduler: "rr", Method: lb.MethodDR,
-			Reals: []lb.Real{{Addr: GenAddr, Weight: 1}},
-		}},
-		NextHops: map[netip.Addr]lb.NextHop{GenAddr: {MAC: [6]byte(GenMAC), Port: 0, OK: true}},
+	c := lb.Config{
+		Services: []lb.Service{{Proto: lb.ProtoUDP, VIP: VIP, Port: VIPPort, Scheduler: "rr", Method: lb.MethodDR}},
+		NextHops: map[netip.Addr]lb.NextHop{},
 	}
+	for _, b := range Backends {
+		c.Services[0].Reals = append(c.Services[0].Reals, lb.Real{Addr: b, Weight: 1})
+		c.NextHops[b] = lb.NextHop{MAC: [6]byte(GenMAC), Port: 0, OK: true}
+	}
+	return c
 }
 
 func (d *gvsDUT) Start(t *Topology, cpu int) error {
@@ -274,6 +301,12 @@ func (d *gvsDUT) Start(t *Topology, cpu int) error {
 			p, err = afpacket.Open(afpacket.Config{Interface: t.DUTIf})
 			return err
 		})
+		if err != nil {
+			return err
+		}
+		d.port = p
+	default:
+		p, err := d.open(t)
 		if err != nil {
 			return err
 		}
@@ -326,7 +359,7 @@ func (d *gvsDUT) Stop() error {
 		}
 	}
 	sort.Strings(drops)
-	mode := "afpacket"
+	mode := strings.TrimPrefix(d.name, "gvs-")
 	if p, ok := d.port.(*afxdp.Port); ok {
 		mode = "afxdp " + p.Mode()
 	}

@@ -87,7 +87,11 @@ func OpenGenerator(kind string, t *Topology, frames [][]byte, log *slog.Logger) 
 		// sent the frame back, the DUT's), so counting costs the DUT
 		// little. Transmit reaps the TX completions itself.
 		g.port, g.batch, g.drainEvery = p, 64, 0
-		if err := p.SetSteering([]driver.SteerRule{{Kind: driver.SteerService, Proto: 17, Addr: VIP, Port: VIPPort}}); err != nil {
+		rules := []driver.SteerRule{{Kind: driver.SteerService, Proto: 17, Addr: VIP, Port: VIPPort}}
+		for _, b := range Backends { // what nftables DNATs back
+			rules = append(rules, driver.SteerRule{Kind: driver.SteerService, Proto: 17, Addr: b, Port: VIPPort})
+		}
+		if err := p.SetSteering(rules); err != nil {
 			return nil, err
 		}
 		g.returned = func() (uint64, error) {

@@ -3,6 +3,7 @@ package vethbench
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -118,8 +119,21 @@ func TestGvsConfigValid(t *testing.T) {
 	if len(cfg.Services) != 1 || cfg.Services[0].VIP != VIP || cfg.Services[0].Port != VIPPort {
 		t.Fatalf("service: %+v", cfg.Services)
 	}
-	if hop := cfg.NextHops[GenAddr]; !hop.OK || hop.MAC != [6]byte(GenMAC) {
-		t.Fatalf("next hop: %+v", hop)
+	if len(cfg.Services[0].Reals) != len(Backends) {
+		t.Fatalf("reals: %+v, want the %d backends", cfg.Services[0].Reals, len(Backends))
+	}
+	for _, b := range Backends {
+		if hop := cfg.NextHops[b]; !hop.OK || hop.MAC != [6]byte(GenMAC) {
+			t.Fatalf("next hop of %s: %+v", b, hop)
+		}
+	}
+	for _, want := range []string{"ip daddr 198.18.1.10 udp dport 9", "numgen inc mod 2 map { 0 : 198.18.0.11, 1 : 198.18.0.12 }"} {
+		if rs := NftRuleset(false); !strings.Contains(rs, want) {
+			t.Errorf("numgen ruleset lacks %q:\n%s", want, rs)
+		}
+	}
+	if rs := NftRuleset(true); !strings.Contains(rs, "jhash ip saddr . udp sport mod 2 map") {
+		t.Errorf("jhash ruleset:\n%s", rs)
 	}
 }
 
@@ -144,5 +158,47 @@ func TestCPULoad(t *testing.T) {
 	// The live reading works on this machine (no root needed).
 	if s := takeCPUSnap(); len(s.total) == 0 {
 		t.Fatal("no CPU in /proc/stat")
+	}
+}
+
+// TestSummaryMedian: per DUT the median of its rounds, failed rounds left
+// out, ratios of the medians and per-round ratios to the same round.
+func TestSummaryMedian(t *testing.T) {
+	r := &Report{Rounds: 3}
+	add := func(round int, name string, mpps float64, errText string) {
+		r.Results = append(r.Results, Result{Name: name, Round: round, TxPackets: 100, RxPackets: uint64(mpps * 10), RxMpps: mpps, Error: errText})
+	}
+	for round, v := range [][4]float64{{2, 1, 0.5, 0.4}, {4, 1.2, 0.9, 0.5}, {3, 0.8, 0.7, 0}} {
+		add(round+1, DUTXDPTX, v[0], "")
+		add(round+1, DUTReflector, v[1], "")
+		add(round+1, DUTGvsAFXDP, v[2], "")
+		e := ""
+		if v[3] == 0 {
+			e = "no frames came back"
+		}
+		add(round+1, DUTNftNumgen, v[3], e)
+	}
+	r.ComputeRatios()
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	want := map[string]float64{DUTXDPTX: 3, DUTReflector: 1, DUTGvsAFXDP: 0.7, DUTNftNumgen: 0.45}
+	for name, m := range want {
+		sm := r.Find(name)
+		if sm == nil || !near(sm.MedianMpps, m) {
+			t.Fatalf("%s: summary %+v, want median %v", name, sm, m)
+		}
+	}
+	g := r.Find(DUTGvsAFXDP)
+	if !near(*g.RatioReflector, 0.7) || !near(*g.RatioNftables, 0.7/0.45) || len(g.Samples) != 3 {
+		t.Fatalf("gvs-afxdp summary %+v", g)
+	}
+	if n := r.Find(DUTNftNumgen); n.Failed != 1 || len(n.Samples) != 2 {
+		t.Fatalf("nft summary %+v", n)
+	}
+	// Round 2's gvs ratio is to round 2's reflector (1.2), not the median.
+	if x := r.Results[6]; x.Round != 2 || x.Name != DUTGvsAFXDP || !near(*x.RatioReflector, 0.9/1.2) {
+		t.Fatalf("round 2 gvs: %+v", x)
+	}
+	if f := r.Failed(); len(f) != 1 || f[0] != DUTNftNumgen {
+		t.Fatalf("failed %v", f)
 	}
 }

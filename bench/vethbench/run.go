@@ -49,6 +49,9 @@ type Options struct {
 	Flows    int           // default 1024
 	Size     int           // frame size incl. FCS, default 64
 	DUTs     []string      // default: all, in run order
+	// Rounds is how often every DUT runs, alternated (A B C A B C …);
+	// the report's summary is the median of the rounds. Default 3.
+	Rounds int
 	// Generator is GenAFXDP (default: it gave more for every DUT on the
 	// project's machines) or GenAFPacket.
 	Generator string
@@ -69,6 +72,9 @@ func (o *Options) defaults() error {
 	if o.Flows == 0 {
 		o.Flows = 1024
 	}
+	if o.Rounds == 0 {
+		o.Rounds = 3
+	}
 	if o.Size == 0 {
 		o.Size = MinFrameSize
 	}
@@ -85,6 +91,8 @@ func (o *Options) defaults() error {
 		o.Progress = io.Discard
 	}
 	switch {
+	case o.Rounds < 1 || o.Rounds > 20:
+		return fmt.Errorf("rounds %d: want 1..20", o.Rounds)
 	case o.Warmup < 0 || o.Warmup > time.Minute:
 		return fmt.Errorf("warm-up %v: want 0..1m", o.Warmup)
 	case o.Duration < 100*time.Millisecond || o.Duration > 10*time.Minute:
@@ -121,7 +129,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	rep := &Report{
 		Bench: "veth", Kernel: kernelRelease(), CPUs: ncpu, GenCPU: genCPU, DUTCPU: dutCPU,
 		LoadBefore: loadAvg(), FrameSize: o.Size, Flows: o.Flows,
-		WarmupSeconds: o.Warmup.Seconds(), DurationSeconds: o.Duration.Seconds(),
+		WarmupSeconds: o.Warmup.Seconds(), DurationSeconds: o.Duration.Seconds(), Rounds: o.Rounds,
 	}
 	if genCPU == dutCPU {
 		rep.Notes = append(rep.Notes, "generator and DUT share one CPU: the rates measure both together")
@@ -139,15 +147,17 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	defer gen.Close()
 	rep.Generator, rep.GeneratorDetail = gen.Kind(), gen.Describe()
 
-	for i, name := range o.DUTs {
-		if ctx.Err() != nil {
-			break
+	for round := 1; round <= o.Rounds; round++ {
+		for i, name := range o.DUTs {
+			if ctx.Err() != nil {
+				break
+			}
+			if i > 0 || round > 1 {
+				sleepCtx(ctx, 200*time.Millisecond) // let the previous DUT's frames drain
+			}
+			res := runDUT(ctx, topo, gen, name, round, genCPU, dutCPU, &o)
+			rep.Results = append(rep.Results, res)
 		}
-		if i > 0 {
-			sleepCtx(ctx, 200*time.Millisecond) // let the previous DUT's frames drain
-		}
-		res := runDUT(ctx, topo, gen, name, genCPU, dutCPU, &o)
-		rep.Results = append(rep.Results, res)
 	}
 	if s := gen.PinError(); s != "" {
 		rep.Notes = append(rep.Notes, "generator: "+s)
@@ -183,8 +193,8 @@ func mpps(n uint64, d time.Duration) float64 {
 
 // runDUT measures one DUT: start it, start the generator, warm up, measure
 // over o.Duration, stop both. Every wait is bounded in time.
-func runDUT(ctx context.Context, topo *Topology, gen *Generator, name string, genCPU, dutCPU int, o *Options) (res Result) {
-	res = Result{Name: name, What: dutDescriptions[name]}
+func runDUT(ctx context.Context, topo *Topology, gen *Generator, name string, round, genCPU, dutCPU int, o *Options) (res Result) {
+	res = Result{Name: name, Round: round, What: dutDescriptions[name]}
 	d, err := NewDUT(name, o.Flows, o.Log)
 	if err != nil {
 		res.Error = err.Error()
@@ -239,7 +249,7 @@ func runDUT(ctx context.Context, topo *Topology, gen *Generator, name string, ge
 			phase = fmt.Sprintf("%4.1f/%.1f s", s.at.Sub(measureAt).Seconds(), o.Duration.Seconds())
 		}
 		dt := s.at.Sub(last.at)
-		fmt.Fprintf(o.Progress, "  [%-15s] %-11s tx %6.3f Mpps  rx %6.3f Mpps\n", name, phase, mpps(s.sent-last.sent, dt), mpps(s.rx-last.rx, dt))
+		fmt.Fprintf(o.Progress, "  [round %d/%d %-15s] %-11s tx %6.3f Mpps  rx %6.3f Mpps\n", round, o.Rounds, name, phase, mpps(s.sent-last.sent, dt), mpps(s.rx-last.rx, dt))
 		last = s
 	}
 	for {

@@ -38,6 +38,12 @@ var (
 	DUTMAC  = net.HardwareAddr{0x02, 0x00, 0xc6, 0x12, 0x00, 0x02}
 )
 
+// Backends are the reals every load-balancing DUT spreads the VIP's flows
+// over (gvs: DR with the generator veth's MAC as their next hop; nftables:
+// DNAT, with static neighbour entries to the generator veth's MAC), so the
+// generator counts what every DUT sends to them.
+var Backends = []netip.Addr{netip.MustParseAddr("198.18.0.11"), netip.MustParseAddr("198.18.0.12")}
+
 // VIPPort is the UDP destination port of the generated frames (discard).
 const VIPPort = 9
 

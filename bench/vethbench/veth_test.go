@@ -8,8 +8,9 @@ import (
 	"time"
 )
 
-// TestRunVeth runs every DUT briefly (about 6 s in all) and checks that each
-// returned traffic and that the namespaces are gone afterwards. It needs
+// TestRunVeth runs every DUT briefly, twice alternated (about 12 s in all),
+// and checks that each returned traffic in every round, that the summary
+// has a median per DUT, and that the namespaces are gone afterwards. It needs
 // root: skipped without, failed under CI=true.
 func TestRunVeth(t *testing.T) {
 	if os.Geteuid() != 0 {
@@ -24,19 +25,30 @@ func TestRunVeth(t *testing.T) {
 	nsFDs := netnsFDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep, err := Run(ctx, Options{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, Flows: 64, GenCPU: -1, DUTCPU: -1})
+	rep, err := Run(ctx, Options{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, Flows: 64, Rounds: 2, GenCPU: -1, DUTCPU: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b testWriter
 	rep.WriteTable(&b)
 	t.Logf("\n%s", b)
-	if len(rep.Results) != len(DUTNames) {
-		t.Fatalf("%d results, want %d", len(rep.Results), len(DUTNames))
+	if len(rep.Results) != 2*len(DUTNames) {
+		t.Fatalf("%d results, want %d", len(rep.Results), 2*len(DUTNames))
 	}
-	for _, r := range rep.Results {
+	for i, r := range rep.Results {
+		if want := DUTNames[i%len(DUTNames)]; r.Name != want || r.Round != 1+i/len(DUTNames) {
+			t.Errorf("result %d: %s round %d, want %s round %d (alternated)", i, r.Name, r.Round, want, 1+i/len(DUTNames))
+		}
 		if !r.OK() || r.RxMpps <= 0 {
-			t.Errorf("%s: rx %.3f Mpps, error %q", r.Name, r.RxMpps, r.Error)
+			t.Errorf("%s round %d: rx %.3f Mpps, error %q", r.Name, r.Round, r.RxMpps, r.Error)
+		}
+	}
+	if len(rep.Summary) != len(DUTNames) {
+		t.Fatalf("summary of %d DUTs, want %d", len(rep.Summary), len(DUTNames))
+	}
+	for _, sm := range rep.Summary {
+		if len(sm.Samples) != 2 || sm.MedianMpps <= 0 || sm.RatioXDPTX == nil {
+			t.Errorf("summary %+v: want 2 samples, a median and a ratio", sm)
 		}
 	}
 	if left := ListNetns(); len(left) > 0 {

@@ -3,8 +3,8 @@
 // XDP/AF_XDP baselines, printed as ratios measured in the same run (see
 // package gvs/bench/vethbench). It needs root.
 //
-//	gvs-bench veth [--duration 3s] [--warmup 1s] [--flows 1024] [--size 64]
-//	               [--only xdp-tx,afxdp-reflector,gvs-afxdp,gvs-afpacket]
+//	gvs-bench veth [--duration 3s] [--warmup 1s] [--rounds 3] [--flows 1024] [--size 64]
+//	               [--only xdp-tx,afxdp-reflector,gvs-afxdp,gvs-afpacket,gvs-dpdk,nft-numgen,nft-jhash]
 //	               [--generator afxdp|afpacket] [--json]
 package main
 
@@ -65,6 +65,7 @@ func runVeth(args []string, stdout, stderr io.Writer) int {
 	warmup := fs.Duration("warmup", time.Second, "warm-up per DUT before measuring")
 	flows := fs.Int("flows", 1024, "flows (UDP source ports) the generator cycles through")
 	size := fs.Int("size", vethbench.MinFrameSize, "frame size in bytes including the FCS (64..1518)")
+	rounds := fs.Int("rounds", 3, "runs of every DUT, alternated (A B C A B C …); the summary is their median")
 	only := fs.String("only", "", "comma-separated DUTs to run (default all): "+strings.Join(vethbench.DUTNames, ","))
 	gen := fs.String("generator", vethbench.GenAFXDP, "generator: afxdp (AF_XDP TX) or afpacket (TX ring)")
 	genCPU := fs.Int("gen-cpu", -1, "CPU of the generator thread (-1: first allowed CPU; set with --dut-cpu)")
@@ -101,7 +102,7 @@ func runVeth(args []string, stdout, stderr io.Writer) int {
 		lvl = slog.LevelInfo
 	}
 	o := vethbench.Options{
-		Warmup: *warmup, Duration: *duration, Flows: *flows, Size: *size, DUTs: duts,
+		Warmup: *warmup, Duration: *duration, Flows: *flows, Size: *size, DUTs: duts, Rounds: *rounds,
 		Generator: *gen, GenCPU: *genCPU, DUTCPU: *dutCPU,
 		Log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})),
 	}

@@ -116,6 +116,12 @@ var (
 func Init(c EALConfig) error {
 	ealMu.Lock()
 	defer ealMu.Unlock()
+	if c.Mbufs == 0 {
+		c.Mbufs = 16383
+	}
+	if c.MbufCache == 0 {
+		c.MbufCache = 256
+	}
 	if ealCfg != nil {
 		if fmt.Sprint(*ealCfg) == fmt.Sprint(c) {
 			return nil
@@ -128,12 +134,6 @@ func Init(c EALConfig) error {
 	sweepStale()
 	if err := rte.Init(c.EALArgs()); err != nil {
 		return fmt.Errorf("dpdk: %w", err)
-	}
-	if c.Mbufs == 0 {
-		c.Mbufs = 16383
-	}
-	if c.MbufCache == 0 {
-		c.MbufCache = 256
 	}
 	ealCfg = &c
 	return nil
