@@ -15,7 +15,7 @@ IF_DPDK = if pkg-config --exists libdpdk 2>/dev/null; then
 NO_DPDK = else if [ -n "$$CI" ]; then echo "libdpdk-dev missing (make deps-system as root)"; exit 1; fi; \
 	echo "skipping the DPDK build tag: libdpdk-dev not installed (make deps-system as root)"; fi
 # Packages with goroutines or shared state: run under the race detector.
-RACE_PKGS := ./driver/... ./pmd/... ./lb/... ./ctl/... ./tests/lab/... ./health/...
+RACE_PKGS := ./driver/... ./pmd/... ./lb/... ./ctl/... ./tests/lab/... ./health/... ./bench/trafficgen/...
 FUZZTIME ?= 60s
 
 .PHONY: all build test check fmt-check vet staticcheck unit race bench bench-hot fuzz demo clean deps deps-system dpdk-test bench-dpdk
@@ -68,12 +68,17 @@ bench-hot:
 	$(GO) test -run '^$$' -bench 'BenchmarkPipeline|BenchmarkWorkers' -benchmem ./pipeline ./pmd
 	$(GO) test -run '^$$' -bench 'BenchmarkSessionTable|BenchmarkMaglevBuild' -benchmem ./lb
 
-# The whole-system benchmark (root: namespaces): forwarded Mpps on veth for
-# gvs (afxdp, afpacket) next to a bare XDP_TX and a bare AF_XDP reflector,
-# as ratios measured in the same run; then the hot-path microbenchmarks.
-bench: deps
-	$(GO) run ./cmd/gvs-bench veth $(BENCH_FLAGS)
-	$(MAKE) bench-hot
+# The whole-system benchmark (root: namespaces; under 10 minutes on 2 cores):
+# packet rate (gvs afxdp/afpacket/dpdk, nftables numgen/jhash, bare XDP_TX and
+# AF_XDP ceilings), wrk new connections and keep-alive requests (direct, gvs,
+# nftables, HAProxy), latency with trafficgen, hot-path microbenchmarks; rounds
+# alternated, medians, ratios in one report: bench-out/report.txt, .json, *.svg.
+# gvs-dpdk joins where libdpdk-dev is installed (deps-system installs it).
+BENCH_OUT ?= bench-out
+bench: deps deps-system
+	@tags=""; if pkg-config --exists libdpdk 2>/dev/null; then tags="-tags dpdk"; fi; \
+	$(GO) build $$tags -o $(BIN)/gvs-bench ./cmd/gvs-bench && \
+	$(BIN)/gvs-bench all --out $(BENCH_OUT) $(BENCH_FLAGS)
 
 # DPDK benchmark note (root, libdpdk-dev, dpdk-dev): testpmd io forwarding,
 # the bare poll loop through gvs's binding and gvs's pipeline on net_null, as
@@ -85,9 +90,9 @@ bench-dpdk: deps
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./pipeline
 
-# Debian packages the demo and the namespace tests use (installed when
-# missing; needs root, as the namespaces do).
-SYSTEM_PKGS := iproute2 ethtool curl nginx-light procps libdpdk-dev dpdk-dev pkg-config keepalived bird2
+# Debian packages the demo, the namespace tests and the benchmarks use
+# (installed when missing; needs root, as the namespaces do).
+SYSTEM_PKGS := iproute2 ethtool curl nginx-light procps libdpdk-dev dpdk-dev pkg-config keepalived bird2 nftables haproxy wrk
 deps-system:
 	@missing=""; for p in $(SYSTEM_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

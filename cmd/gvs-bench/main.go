@@ -1,7 +1,9 @@
-// Command gvs-bench runs gvs's benchmarks that need a kernel: for now
-// `gvs-bench veth`, forwarded Mpps over a veth pair for gvs and bare
-// XDP/AF_XDP baselines, printed as ratios measured in the same run (see
-// package gvs/bench/vethbench). It needs root.
+// Command gvs-bench runs gvs's benchmarks that need a kernel: `gvs-bench
+// all` (make bench) runs every phase of package gvs/bench/suite and writes
+// one report; `gvs-bench veth` is the packet-rate phase alone, forwarded
+// Mpps over a veth pair for gvs, nftables and bare XDP/AF_XDP baselines,
+// printed as ratios measured in the same run (package gvs/bench/vethbench).
+// It needs root.
 //
 //	gvs-bench veth [--duration 3s] [--warmup 1s] [--rounds 3] [--flows 1024] [--size 64]
 //	               [--only xdp-tx,afxdp-reflector,gvs-afxdp,gvs-afpacket,gvs-dpdk,nft-numgen,nft-jhash]
@@ -23,6 +25,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"gvs/bench/httpbench"
 	"gvs/bench/vethbench"
 )
 
@@ -31,13 +34,17 @@ func main() {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprintf(w, `usage: gvs-bench veth [flags]
+	fmt.Fprintf(w, `usage: gvs-bench all|veth|http [flags]
 
 Subcommands:
+  all    make bench: packet rate, TCP/HTTP with wrk, latency, hot path;
+         one report of ratios (report.txt, report.json, SVG plots)
   veth   forwarded Mpps over one veth pair: %s
          (needs root; creates and removes its own network namespaces)
+  http   new TCP connections/s and keep-alive requests/s with p99 (wrk,
+         nginx): direct, gvs, nftables DNAT, HAProxy (needs root)
 
-Run "gvs-bench veth --help" for the flags.
+Run "gvs-bench SUBCOMMAND --help" for the flags.
 `, strings.Join(vethbench.DUTNames, ", "))
 }
 
@@ -52,6 +59,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "veth":
 		return runVeth(args[1:], stdout, stderr)
+	case "all":
+		return runAll(args[1:], stdout, stderr)
+	case "http":
+		return httpbench.Main(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "gvs-bench: unknown subcommand %q\n\n", args[0])
 	usage(stderr)
@@ -91,6 +102,10 @@ func runVeth(args []string, stdout, stderr io.Writer) int {
 	duts, err := vethbench.ParseOnly(*only)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvs-bench veth: --only: %v\n", err)
+		return 2
+	}
+	if *rounds < 1 || *rounds > 20 {
+		fmt.Fprintf(stderr, "gvs-bench veth: --rounds %d: want 1..20\n", *rounds)
 		return 2
 	}
 	if os.Geteuid() != 0 {
