@@ -71,6 +71,15 @@ func barChart(title, ylabel string, names, groups []string, series []plotter.Val
 	}
 	p.Legend.Top = true
 	p.NominalX(names...)
+	// Room for the outer labels and, above the highest bar, the legend.
+	p.X.Min, p.X.Max = -0.6, float64(len(names))-0.4
+	top := 0.0
+	for _, vals := range series {
+		for _, v := range vals {
+			top = max(top, v)
+		}
+	}
+	p.Y.Max = 1.2 * top
 	return p, nil
 }
 
