@@ -70,6 +70,12 @@ func DefaultOptions() Options {
 	}
 }
 
+// Validate reports what is wrong with o once its defaults are filled in.
+func (o Options) Validate() error {
+	_, err := o.withDefaults()
+	return err
+}
+
 // withDefaults fills the zero fields and validates the result.
 func (o Options) withDefaults() (Options, error) {
 	d := DefaultOptions()

@@ -10,17 +10,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"gvs/internal/ethtool"
 
 	"gvs/internal/namedns"
 )
@@ -67,36 +67,7 @@ type netNS struct {
 // do runs fn on an OS thread switched into the namespace. Sockets fn
 // creates stay in the namespace.
 func (ns *netNS) do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current netns: %w", err)
-			return // the thread stays locked and is discarded
-		}
-		defer orig.Close()
-		if err := netns.Set(ns.h); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", ns.name, err)
-			return
-		}
-		var ferr error
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					ferr = fmt.Errorf("panic in netns %s: %v", ns.name, r)
-				}
-			}()
-			ferr = fn()
-		}()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", ns.name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return namedns.Do(ns.h, ns.name, fn)
 }
 
 func (ns *netNS) sysctl(key, value string) error {
@@ -182,89 +153,23 @@ func (ns *netNS) linkUp(ifname string) error {
 }
 
 // ethtool commands (linux/ethtool.h).
-const (
-	ethtoolGTXCSUM = 0x16
-	ethtoolSTXCSUM = 0x17
-	ethtoolGGRO    = 0x2b
-	ethtoolSGRO    = 0x2c
-)
-
-type ethtoolValue struct {
-	cmd  uint32
-	data uint32
-}
-
-// ifreqData is struct ifreq with the ifr_data union member.
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [24 - unsafe.Sizeof(uintptr(0))]byte
-}
-
-// ethtoolValueIoctl runs an ETHTOOL_[GS]* command with a struct
-// ethtool_value on ifname, from a socket of the current thread's namespace.
-func ethtoolValueIoctl(ifname string, cmd, data uint32) (uint32, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	v := &ethtoolValue{cmd: cmd, data: data}
-	var ifr ifreqData
-	if len(ifname) >= len(ifr.name) {
-		return 0, fmt.Errorf("interface name %q too long", ifname)
-	}
-	copy(ifr.name[:], ifname)
-	ifr.data = unsafe.Pointer(v)
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
-	runtime.KeepAlive(v)
-	if errno != 0 {
-		return 0, errno
-	}
-	return v.data, nil
-}
-
 // txChecksumOff is `ethtool -K ifname tx-checksumming off`: veth otherwise
 // hands partial checksums to a userspace dataplane (ENVIRONMENT.md).
 func (ns *netNS) txChecksumOff(ifname string) error {
-	err := ns.do(func() error {
-		if _, err := ethtoolValueIoctl(ifname, ethtoolSTXCSUM, 0); err != nil {
-			return fmt.Errorf("ETHTOOL_STXCSUM: %w", err)
-		}
-		on, err := ethtoolValueIoctl(ifname, ethtoolGTXCSUM, 0)
-		if err != nil {
-			return fmt.Errorf("ETHTOOL_GTXCSUM: %w", err)
-		}
-		if on != 0 {
-			return errors.New("tx checksumming still on")
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("tx-checksumming off on %s in %s: %w", ifname, ns.name, err)
+	if err := ns.do(func() error { return ethtool.TxChecksumOff(ifname) }); err != nil {
+		return fmt.Errorf("tx-checksumming off in %s: %w", ns.name, err)
 	}
 	return nil
 }
 
 // setGRO turns GRO on ifname on or off and returns the previous state.
 func (ns *netNS) setGRO(ifname string, on bool) (was bool, err error) {
-	err = ns.do(func() error {
-		v, err := ethtoolValueIoctl(ifname, ethtoolGGRO, 0)
-		if err != nil {
-			return fmt.Errorf("ETHTOOL_GGRO: %w", err)
-		}
-		was = v != 0
-		var d uint32
-		if on {
-			d = 1
-		}
-		if _, err := ethtoolValueIoctl(ifname, ethtoolSGRO, d); err != nil {
-			return fmt.Errorf("ETHTOOL_SGRO: %w", err)
-		}
-		return nil
+	err = ns.do(func() (err error) {
+		was, err = ethtool.SetGRO(ifname, on)
+		return err
 	})
 	if err != nil {
-		err = fmt.Errorf("gro on %s in %s: %w", ifname, ns.name, err)
+		err = fmt.Errorf("gro in %s: %w", ns.name, err)
 	}
 	return was, err
 }

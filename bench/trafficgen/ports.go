@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -16,6 +15,7 @@ import (
 	"gvs/driver"
 	"gvs/driver/afpacket"
 	"gvs/driver/afxdp"
+	"gvs/internal/namedns"
 )
 
 // ErrNotRoot is returned when a kernel driver is asked for without root.
@@ -75,28 +75,7 @@ func inNetns(name string, fn func() error) error {
 		return fmt.Errorf("network namespace %q: %w (create it with ip netns add)", name, err)
 	}
 	defer h.Close()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current network namespace: %w", err)
-			return // the thread stays locked and is discarded
-		}
-		defer orig.Close()
-		if err := netns.Set(h); err != nil {
-			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave network namespace %s: %w", name, err))
-			return // locked: the runtime discards the thread
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return namedns.Do(h, name, fn)
 }
 
 // openPort opens iface in namespace ns with driver drv, as a sink

@@ -3,13 +3,11 @@ package vethbench
 import (
 	"errors"
 	"fmt"
-	"gvs/internal/namedns"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +15,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"gvs/internal/namedns"
 )
 
 // NetnsDir is where named network namespaces are bind-mounted (as by
@@ -57,36 +57,7 @@ type Netns struct {
 // links and netlink handles fn creates stay in the namespace and may be
 // used from any thread afterwards.
 func (ns *Netns) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("current netns: %w", err)
-			return // the thread stays locked and is discarded
-		}
-		defer orig.Close()
-		if err := netns.Set(ns.handle); err != nil {
-			errc <- fmt.Errorf("enter netns %s: %w", ns.Name, err)
-			return
-		}
-		var ferr error
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					ferr = fmt.Errorf("panic in netns %s: %v", ns.Name, r)
-				}
-			}()
-			ferr = fn()
-		}()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", ns.Name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return namedns.Do(ns.handle, ns.Name, fn)
 }
 
 // sysctl writes a sysctl (dotted key) inside the namespace.

@@ -34,18 +34,8 @@ func runAll(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: gvs-bench all [flags]\n\nRuns %s and writes one report.\n\n%s", strings.Join(suite.AllPhases, ", "), fs.FlagUsages())
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "gvs-bench all: %v\n", err)
-		fs.Usage()
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gvs-bench all: unexpected argument %q\n", fs.Arg(0))
-		fs.Usage()
-		return 2
+	if rc, ok := parseFlags(fs, args, stderr); !ok {
+		return rc
 	}
 	ph, err := parsePhases(*phases)
 	if err != nil {

@@ -25,7 +25,6 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"gvs/bench/httpbench"
 	"gvs/bench/vethbench"
 )
 
@@ -62,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "all":
 		return runAll(args[1:], stdout, stderr)
 	case "http":
-		return httpbench.Main(args[1:], stdout, stderr)
+		return runHTTP(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "gvs-bench: unknown subcommand %q\n\n", args[0])
 	usage(stderr)
@@ -87,17 +86,8 @@ func runVeth(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: gvs-bench veth [flags]\n\n%s", fs.FlagUsages())
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "gvs-bench veth: %v\n", err)
-		fs.Usage()
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gvs-bench veth: unexpected argument %q\n", fs.Arg(0))
-		return 2
+	if rc, ok := parseFlags(fs, args, stderr); !ok {
+		return rc
 	}
 	duts, err := vethbench.ParseOnly(*only)
 	if err != nil {
@@ -157,4 +147,24 @@ func runVeth(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseFlags parses a subcommand's flags. When ok is false the caller
+// returns rc: 0 after --help, 2 (with the usage) for a bad flag or an
+// argument no subcommand takes.
+func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (rc int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0, false
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+		fs.Usage()
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return 2, false
+	}
+	return 0, true
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sync"
 
 	"github.com/vishvananda/netns"
@@ -111,3 +112,44 @@ func Delete(name string) error {
 // EnsureDir makes Dir a shared mount point (once per process); Create
 // calls it itself.
 func EnsureDir() error { return dirOnce() }
+
+// Do runs fn on an OS thread switched into the network namespace h (called
+// name in errors) and returns fn's error; a panic in fn is returned as an
+// error with its stack. Sockets, XDP links and netlink handles fn creates
+// stay in the namespace and may be used from any thread afterwards; fn
+// must create them itself, not in goroutines it starts. A thread that
+// cannot be switched back stays locked and is discarded by the runtime.
+func Do(h netns.NsHandle, name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("current network namespace: %w", err)
+			return
+		}
+		defer orig.Close()
+		if err := netns.Set(h); err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
+			return
+		}
+		var ferr error
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					ferr = fmt.Errorf("panic in network namespace %s: %v\n%s", name, r, debug.Stack())
+				}
+			}()
+			ferr = fn()
+		}()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leave network namespace %s: %w", name, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"gvs/internal/ethtool"
 )
 
 // twoNS builds a —veth— b with 198.18.0.1/24, 2001:db8::1/64 on a and .2 / ::2 on b.
@@ -138,12 +140,12 @@ func TestVethOptionsNeighAndChecksum(t *testing.T) {
 	if err != nil || !strings.Contains(out, "mtu 3000") {
 		t.Fatalf("ip link in a: %v\n%s", err, out)
 	}
-	var on uint32
-	if err := a.Do(func() (err error) { on, err = ethtoolValueIoctl("eth0", ethtoolGTXCSUM, 0); return }); err != nil || on != 0 {
-		t.Fatalf("tx csum after TxChecksumOff: %d, %v", on, err)
+	var on bool
+	if err := a.Do(func() (err error) { on, err = ethtool.TxChecksum("eth0"); return }); err != nil || on {
+		t.Fatalf("tx csum after TxChecksumOff: %t, %v", on, err)
 	}
-	if err := b.Do(func() (err error) { on, err = ethtoolValueIoctl("eth0", ethtoolGTXCSUM, 0); return }); err != nil || on == 0 {
-		t.Fatalf("tx csum on untouched peer: %d, %v", on, err)
+	if err := b.Do(func() (err error) { on, err = ethtool.TxChecksum("eth0"); return }); err != nil || !on {
+		t.Fatalf("tx csum on untouched peer: %t, %v", on, err)
 	}
 	// A static neighbour with a wrong MAC: traffic from a to b is lost.
 	bogus, _ := net.ParseMAC("02:00:5e:10:00:99")

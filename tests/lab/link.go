@@ -3,11 +3,10 @@ package lab
 import (
 	"fmt"
 	"net"
-	"runtime"
-	"unsafe"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
+
+	"gvs/internal/ethtool"
 )
 
 // VethOpt is an option of Lab.Veth.
@@ -107,46 +106,6 @@ func (l *Lab) Bridge(ns *NS, name string, ports ...string) {
 }
 
 // ethtool commands (linux/ethtool.h).
-const (
-	ethtoolGTXCSUM = 0x16
-	ethtoolSTXCSUM = 0x17
-)
-
-type ethtoolValue struct {
-	cmd  uint32
-	data uint32
-}
-
-// ifreqData is struct ifreq with the ifr_data union member.
-type ifreqData struct {
-	name [unix.IFNAMSIZ]byte
-	data unsafe.Pointer
-	_    [24 - unsafe.Sizeof(uintptr(0))]byte
-}
-
-// ethtoolValueIoctl runs an ETHTOOL_[GS]* command with a struct
-// ethtool_value on ifname, from a socket of the current thread's namespace.
-func ethtoolValueIoctl(ifname string, cmd, data uint32) (uint32, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
-	v := &ethtoolValue{cmd: cmd, data: data}
-	var ifr ifreqData
-	if len(ifname) >= len(ifr.name) {
-		return 0, fmt.Errorf("interface name %q too long", ifname)
-	}
-	copy(ifr.name[:], ifname)
-	ifr.data = unsafe.Pointer(v)
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCETHTOOL, uintptr(unsafe.Pointer(&ifr)))
-	runtime.KeepAlive(v)
-	if errno != 0 {
-		return 0, errno
-	}
-	return v.data, nil
-}
-
 // TxChecksumOff turns off TX checksum offload on ifname — and with it TSO
 // and the other offloads that depend on it — as `ethtool -K ifname
 // tx-checksumming off` does, through the SIOCETHTOOL ioctl (ETHTOOL_STXCSUM,
@@ -156,20 +115,7 @@ func ethtoolValueIoctl(ifname string, cmd, data uint32) (uint32, error) {
 // userspace dataplane (gvs on AF_PACKET / AF_XDP) sees as wrong.
 func (ns *NS) TxChecksumOff(ifname string) {
 	ns.lab.t.Helper()
-	err := ns.Do(func() error {
-		if _, err := ethtoolValueIoctl(ifname, ethtoolSTXCSUM, 0); err != nil {
-			return fmt.Errorf("ETHTOOL_STXCSUM: %w", err)
-		}
-		on, err := ethtoolValueIoctl(ifname, ethtoolGTXCSUM, 0)
-		if err != nil {
-			return fmt.Errorf("ETHTOOL_GTXCSUM: %w", err)
-		}
-		if on != 0 {
-			return fmt.Errorf("tx checksumming still on")
-		}
-		return nil
-	})
-	if err != nil {
+	if err := ns.Do(func() error { return ethtool.TxChecksumOff(ifname) }); err != nil {
 		ns.fatalf("tx-checksumming off on %s: %v", ifname, err)
 	}
 }

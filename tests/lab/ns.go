@@ -2,14 +2,11 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"gvs/internal/namedns"
 )
 
 // NS is a network namespace of a lab.
@@ -46,39 +45,7 @@ func (ns *NS) String() string { return ns.name }
 // create them itself (not in goroutines it starts) and must not call
 // t.Fatal. A panic in fn is returned as an error.
 func (ns *NS) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns.handle); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("lab: enter %s: %w", ns.name, err)
-			return
-		}
-		var ferr error
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					ferr = fmt.Errorf("lab: panic in %s.Do: %v\n%s", ns.name, r, debug.Stack())
-				}
-			}()
-			ferr = fn()
-		}()
-		if err := netns.Set(orig); err != nil {
-			// The thread stays locked and is discarded with this goroutine.
-			errc <- errors.Join(ferr, fmt.Errorf("lab: leave %s: %w", ns.name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
+	return namedns.Do(ns.handle, ns.name, fn)
 }
 
 // netlink returns the namespace's netlink handle (one per NS, serialised

@@ -1,4 +1,4 @@
-package httpbench
+package main
 
 import (
 	"os"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestMainUsage(t *testing.T) {
+func TestHTTPArgs(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -20,15 +20,15 @@ func TestMainUsage(t *testing.T) {
 		{[]string{"--threads", "8", "--connections", "4"}, 2, "connections 4"},
 	} {
 		var out, errw strings.Builder
-		code := Main(tc.args, &out, &errw)
+		code := runHTTP(tc.args, &out, &errw)
 		if code != tc.code || !strings.Contains(errw.String(), tc.want) {
-			t.Errorf("Main(%q) = %d, stderr:\n%s\nwant %d and %q", tc.args, code, errw.String(), tc.code, tc.want)
+			t.Errorf("runHTTP(%q) = %d, stderr:\n%s\nwant %d and %q", tc.args, code, errw.String(), tc.code, tc.want)
 		}
 	}
 	if os.Geteuid() != 0 {
 		var out, errw strings.Builder
-		if code := Main(nil, &out, &errw); code != 1 || !strings.Contains(errw.String(), "needs root") {
-			t.Errorf("Main as non-root = %d, %s", code, errw.String())
+		if code := runHTTP(nil, &out, &errw); code != 1 || !strings.Contains(errw.String(), "needs root") {
+			t.Errorf("runHTTP as non-root = %d, %s", code, errw.String())
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package httpbench
+package main
 
 import (
 	"context"
@@ -12,15 +12,17 @@ import (
 	"syscall"
 
 	"github.com/spf13/pflag"
+
+	"gvs/bench/httpbench"
 )
 
-// Main is the `gvs-bench http` subcommand: it parses args (without the
-// subcommand's name), runs the benchmark with Ctrl-C/SIGTERM cancelling it,
-// prints the table (or JSON with --json) on stdout and progress on stderr,
-// and returns the exit code: 0, 1 (failure, a contender without results,
-// namespaces left), 2 (usage), 130 (interrupted).
-func Main(args []string, stdout, stderr io.Writer) int {
-	d := DefaultOptions()
+// runHTTP is `gvs-bench http` (package bench/httpbench): it runs the
+// benchmark with Ctrl-C/SIGTERM cancelling it, prints the table (or JSON
+// with --json) on stdout and progress on stderr, and returns the exit
+// code: 0, 1 (failure, a contender without results, namespaces left), 2
+// (usage), 130 (interrupted).
+func runHTTP(args []string, stdout, stderr io.Writer) int {
+	d := httpbench.DefaultOptions()
 	fs := pflag.NewFlagSet("gvs-bench http", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	rounds := fs.Int("rounds", d.Rounds, "rounds; each measures every contender in both modes (A B C D A B C D ...)")
@@ -29,7 +31,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	conns := fs.Int("connections", d.Connections, "wrk -c")
 	threads := fs.Int("threads", d.Threads, "wrk -t")
 	backends := fs.Int("backends", d.Backends, "nginx backends (one process each)")
-	only := fs.String("only", "", "comma-separated contenders, in run order (default "+strings.Join(DefaultContenders, ",")+"; known: "+strings.Join(ContenderNames, ",")+")")
+	only := fs.String("only", "", "comma-separated contenders, in run order (default "+strings.Join(httpbench.DefaultContenders, ",")+"; known: "+strings.Join(httpbench.ContenderNames, ",")+")")
 	gvsd := fs.String("gvsd", "", "gvsd binary (default: go build gvs/cmd/gvsd, from the module directory)")
 	gvsWorkers := fs.Int("gvs-workers", d.GvsWorkers, "gvsd poll-mode workers")
 	haThreads := fs.Int("haproxy-threads", d.HAProxyThreads, "HAProxy nbthread")
@@ -39,33 +41,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: gvs-bench http [flags]\n\nHTTP keep-alive req/s and new connections/s with p99 through gvs, nftables and HAProxy,\nas ratios to a direct path (needs root; creates and removes its own network namespaces).\n\n%s", fs.FlagUsages())
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintf(stderr, "gvs-bench http: %v\n", err)
-		fs.Usage()
-		return 2
+	if rc, ok := parseFlags(fs, args, stderr); !ok {
+		return rc
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "gvs-bench http: unexpected argument %q\n", fs.Arg(0))
-		return 2
-	}
-	contenders, err := ParseContenders(*only)
+	contenders, err := httpbench.ParseContenders(*only)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvs-bench http: --only: %v\n", err)
 		return 2
 	}
-	o := Options{
+	o := httpbench.Options{
 		Rounds: *rounds, Duration: *duration, Warmup: *warmup, Connections: *conns, Threads: *threads,
 		Backends: *backends, Contenders: contenders, GvsdPath: *gvsd, GvsWorkers: *gvsWorkers, HAProxyThreads: *haThreads,
 	}
-	if _, err := o.withDefaults(); err != nil {
+	if err := o.Validate(); err != nil {
 		fmt.Fprintf(stderr, "gvs-bench http: %v\n", err)
 		return 2
 	}
 	if os.Geteuid() != 0 {
-		fmt.Fprintf(stderr, "gvs-bench: %v\n", ErrNotRoot)
+		fmt.Fprintf(stderr, "gvs-bench: %v\n", httpbench.ErrNotRoot)
 		return 1
 	}
 	lvl := slog.LevelWarn
@@ -79,7 +72,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	rep, err := Run(ctx, o)
+	rep, err := httpbench.Run(ctx, o)
 	if rep != nil {
 		if *asJSON {
 			rep.WriteJSON(stdout)
@@ -87,7 +80,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			rep.WriteTable(stdout)
 		}
 	}
-	if left := ListNetns(); len(left) > 0 {
+	if left := httpbench.ListNetns(); len(left) > 0 {
 		fmt.Fprintf(stderr, "gvs-bench: namespaces left behind: %s\n", strings.Join(left, " "))
 		return 1
 	}
