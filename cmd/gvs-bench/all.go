@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -73,21 +74,14 @@ func runAll(args []string, stdout, stderr io.Writer) int {
 		rep.WriteText(stdout)
 		fmt.Fprintf(stderr, "gvs-bench: wrote %s\n", strings.Join(rep.Files, " "))
 	}
-	if left := vethbench.ListNetns(); len(left) > 0 {
-		fmt.Fprintf(stderr, "gvs-bench: namespaces left behind: %s\n", strings.Join(left, " "))
-		return 1
+	var failed []string
+	if rep != nil {
+		for ph := range rep.Errors {
+			failed = append(failed, ph)
+		}
+		sort.Strings(failed)
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		fmt.Fprintln(stderr, "gvs-bench: interrupted; namespaces removed")
-		return 130
-	case err != nil:
-		fmt.Fprintf(stderr, "gvs-bench: %v\n", err)
-		return 1
-	case len(rep.Errors) > 0:
-		return 1
-	}
-	return 0
+	return exitCode(stderr, err, "phases that failed", failed)
 }
 
 // parsePhases checks a comma-separated phase list.

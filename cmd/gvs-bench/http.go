@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -80,21 +79,9 @@ func runHTTP(args []string, stdout, stderr io.Writer) int {
 			rep.WriteTable(stdout)
 		}
 	}
-	if left := httpbench.ListNetns(); len(left) > 0 {
-		fmt.Fprintf(stderr, "gvs-bench: namespaces left behind: %s\n", strings.Join(left, " "))
-		return 1
+	var failed []string
+	if rep != nil {
+		failed = rep.Failed()
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		fmt.Fprintln(stderr, "gvs-bench: interrupted; namespaces removed")
-		return 130
-	case err != nil:
-		fmt.Fprintf(stderr, "gvs-bench: %v\n", err)
-		return 1
-	}
-	if failed := rep.Failed(); len(failed) > 0 {
-		fmt.Fprintf(stderr, "gvs-bench: failed or without requests: %s\n", strings.Join(failed, ", "))
-		return 1
-	}
-	return 0
+	return exitCode(stderr, err, "failed or without requests", failed)
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"gvs/bench/httpbench"
 	"gvs/bench/vethbench"
 )
 
@@ -130,23 +131,11 @@ func runVeth(args []string, stdout, stderr io.Writer) int {
 			rep.WriteTable(stdout)
 		}
 	}
-	if left := vethbench.ListNetns(); len(left) > 0 {
-		fmt.Fprintf(stderr, "gvs-bench: namespaces left behind: %s\n", strings.Join(left, " "))
-		return 1
+	var failed []string
+	if rep != nil {
+		failed = rep.Failed()
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		fmt.Fprintln(stderr, "gvs-bench: interrupted; namespaces removed")
-		return 130
-	case err != nil:
-		fmt.Fprintf(stderr, "gvs-bench: %v\n", err)
-		return 1
-	}
-	if failed := rep.Failed(); len(failed) > 0 {
-		fmt.Fprintf(stderr, "gvs-bench: no traffic back from: %s\n", strings.Join(failed, ", "))
-		return 1
-	}
-	return 0
+	return exitCode(stderr, err, "no traffic back from", failed)
 }
 
 // parseFlags parses a subcommand's flags. When ok is false the caller
@@ -167,4 +156,26 @@ func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (rc int, ok 
 		return 2, false
 	}
 	return 0, true
+}
+
+// exitCode is a run's exit status, after it checked that no namespace of
+// the benchmarks is left: 130 when interrupted, 1 when the run failed or
+// named contenders or phases that failed (what says how), 0 otherwise.
+func exitCode(stderr io.Writer, err error, what string, failed []string) int {
+	if left := append(vethbench.ListNetns(), httpbench.ListNetns()...); len(left) > 0 {
+		fmt.Fprintf(stderr, "gvs-bench: namespaces left behind: %s\n", strings.Join(left, " "))
+		return 1
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "gvs-bench: interrupted; namespaces removed")
+		return 130
+	case err != nil:
+		fmt.Fprintf(stderr, "gvs-bench: %v\n", err)
+		return 1
+	case len(failed) > 0:
+		fmt.Fprintf(stderr, "gvs-bench: %s: %s\n", what, strings.Join(failed, ", "))
+		return 1
+	}
+	return 0
 }
