@@ -12,9 +12,15 @@
 // peer's Syncer, as backup, queues each record in the import ring of the
 // worker that owns the flow. A backup that finds a datagram missing (or
 // starts, or becomes backup) asks for a full resync: the master then dumps
-// every worker's table (the budgeted dump of pmd) into the stream. A
-// master also resyncs every Refresh, which renews the backup's copies of
-// long-lived sessions (sessions expire on the backup by the same timeouts).
+// every worker's table (the budgeted dump of pmd) into the stream, ending
+// with a dump datagram even when the table is empty. The backup repeats
+// its request every RetryInterval until dump datagrams arrive, so a request
+// lost on a link that was down is not lost for good; and a master that
+// has sent nothing for a HeartbeatInterval sends an empty datagram, so a
+// backup notices within that time that it missed some (its link was down
+// while the master's table did not change since). A master also resyncs
+// every Refresh, which renews the backup's copies of long-lived sessions
+// (sessions expire on the backup by the same timeouts).
 //
 // The sync link is trusted (no authentication): use an address on a link
 // between the two nodes, or one only they can reach.
@@ -36,6 +42,13 @@ import (
 	"time"
 
 	"gvs/lb"
+)
+
+// RetryInterval is how often a backup repeats an unanswered resync
+// request; HeartbeatInterval is the longest a master stays silent.
+const (
+	RetryInterval     = time.Second
+	HeartbeatInterval = time.Second
 )
 
 // Dataplane is what a Syncer needs of the daemon's workers.
@@ -91,9 +104,12 @@ type Syncer struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
-	sendMu sync.Mutex // guards seq, the send buffer and the conn's writes
-	seq    uint64
-	buf    [maxPayload]byte
+	sendMu   sync.Mutex // guards seq, the send buffer, lastSent and the conn's writes
+	seq      uint64
+	buf      [maxPayload]byte
+	lastSent time.Time // of the last records or dump datagram
+
+	wantDump atomic.Bool // a backup's resync request is not answered yet
 
 	// receiver state (receive goroutine only)
 	peerBoot uint64
@@ -177,8 +193,9 @@ func (s *Syncer) SetMaster(master bool) {
 }
 
 // askResync makes the receiver ask the peer for a full resync (at most one
-// pending).
+// pending); the request is repeated until a dump arrives.
 func (s *Syncer) askResync() {
+	s.wantDump.Store(true)
 	select {
 	case s.ask <- struct{}{}:
 	default:
@@ -202,6 +219,8 @@ func (s *Syncer) send() {
 	defer s.wg.Done()
 	tick := time.NewTicker(s.cfg.Interval)
 	defer tick.Stop()
+	retry := time.NewTicker(RetryInterval)
+	defer retry.Stop()
 	var refresh <-chan time.Time
 	if s.cfg.Refresh > 0 {
 		t := time.NewTicker(s.cfg.Refresh)
@@ -259,6 +278,12 @@ func (s *Syncer) send() {
 			if len(recs) > 0 {
 				s.sendRecords(typeRecords, recs)
 				recs = recs[:0]
+			} else if master && s.silentFor() >= HeartbeatInterval {
+				s.sendRecords(typeRecords, nil) // a heartbeat: its sequence number shows gaps
+			}
+		case <-retry.C:
+			if !s.master.Load() && s.wantDump.Load() {
+				s.sendResyncRequest()
 			}
 		case <-s.resync:
 			startDump()
@@ -302,9 +327,9 @@ func (s *Syncer) dump(ctx context.Context) {
 			}
 		}
 	}
-	if len(recs) > 0 {
-		s.sendRecords(typeDump, recs)
-	}
+	// The last dump datagram goes out even when empty: it answers the
+	// backup's request.
+	s.sendRecords(typeDump, recs)
 	s.st.dumpRecs.Add(uint64(total))
 	s.log.Debug("session sync: full resync sent", "sessions", total)
 }
@@ -319,6 +344,7 @@ func (s *Syncer) sendRecords(typ uint8, recs []lb.SyncRecord) {
 		putRecord(s.buf[headerLen+i*recordLen:], &recs[i])
 	}
 	n := headerLen + len(recs)*recordLen
+	s.lastSent = time.Now()
 	if _, err := s.conn.WriteToUDPAddrPort(s.buf[:n], s.cfg.Peer); err != nil {
 		if s.st.sendErr.Add(1) == 1 {
 			s.log.Warn("session sync: send", "peer", s.cfg.Peer, "error", err)
@@ -327,6 +353,13 @@ func (s *Syncer) sendRecords(typ uint8, recs []lb.SyncRecord) {
 	}
 	s.st.dgSent.Add(1)
 	s.st.recSent.Add(uint64(len(recs)))
+}
+
+// silentFor is the time since the last records or dump datagram.
+func (s *Syncer) silentFor() time.Duration {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	return time.Since(s.lastSent)
 }
 
 func (s *Syncer) sendResyncRequest() {
@@ -387,6 +420,9 @@ func (s *Syncer) receive() {
 			continue
 		}
 		s.sequence(h)
+		if h.typ == typeDump {
+			s.wantDump.Store(false)
+		}
 		for i := 0; i < h.count; i++ {
 			if !parseRecord(buf[headerLen+i*recordLen:], &rec) {
 				s.st.bad.Add(1)

@@ -251,3 +251,54 @@ func TestWire(t *testing.T) {
 		t.Fatal("bad magic accepted")
 	}
 }
+
+// A resync request that finds no one listening (the peer not up yet, or
+// this node's link down) is repeated until a dump answers it; and a gap
+// the master's silence would hide shows with its next heartbeat.
+func TestRetriedRequestAndHeartbeat(t *testing.T) {
+	a, b, da, db := pair(t)
+	for i := 0; i < 5; i++ {
+		da.table = append(da.table, rec(i, lb.SyncNew))
+	}
+	if err := b.Start(); err != nil { // asks a, which is not listening yet
+		t.Fatal(err)
+	}
+	eventually(t, "the request repeated while unanswered", func() error {
+		if n := b.Stats().ResyncsRequested; n < 2 {
+			return fmt.Errorf("%d requests", n)
+		}
+		return nil
+	})
+	a.SetMaster(true)
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var got []lb.SyncRecord
+	eventually(t, "the repeated request answered", func() error {
+		got = append(got, db.imported()...)
+		if len(got) != 5 {
+			return fmt.Errorf("%d records imported, %+v", len(got), b.Stats())
+		}
+		return nil
+	})
+	// Nothing is asked once the dump came.
+	asked := b.Stats().ResyncsRequested
+	time.Sleep(RetryInterval + 200*time.Millisecond)
+	if st := b.Stats(); st.ResyncsRequested != asked {
+		t.Fatalf("requests went on after the dump: %d, then %d", asked, st.ResyncsRequested)
+	}
+	// Two datagrams lost while a has nothing more to say: its heartbeat
+	// shows the gap, and b asks for (and gets) another dump.
+	a.sendMu.Lock()
+	a.seq += 2
+	a.sendMu.Unlock()
+	eventually(t, "gap seen through a heartbeat", func() error {
+		if st := b.Stats(); st.Lost != 2 {
+			return fmt.Errorf("lost %d", st.Lost)
+		}
+		if st := a.Stats(); st.ResyncsSent != 2 {
+			return fmt.Errorf("resyncs sent %d", st.ResyncsSent)
+		}
+		return nil
+	})
+}
