@@ -45,10 +45,13 @@ import (
 )
 
 // RetryInterval is how often a backup repeats an unanswered resync
-// request; HeartbeatInterval is the longest a master stays silent.
+// request; HeartbeatInterval is the longest a master stays silent. Both
+// bound how long a node whose link comes back runs without its peer's
+// table: well under the time it needs to re-resolve its next hops and
+// preempt (a second or more), at a cost of five tiny datagrams a second.
 const (
-	RetryInterval     = time.Second
-	HeartbeatInterval = time.Second
+	RetryInterval     = 200 * time.Millisecond
+	HeartbeatInterval = 200 * time.Millisecond
 )
 
 // Dataplane is what a Syncer needs of the daemon's workers.
@@ -438,8 +441,7 @@ func (s *Syncer) receive() {
 }
 
 // sequence checks a datagram's place in its sender's stream and asks for a
-// resync when something was lost (at most once a second) or the sender
-// restarted.
+// resync when something was lost or the sender restarted.
 func (s *Syncer) sequence(h header) {
 	switch {
 	case h.boot != s.peerBoot:
@@ -461,9 +463,14 @@ func (s *Syncer) sequence(h header) {
 	}
 }
 
+// askLimited asks for a resync now, or — within RetryInterval of the last
+// ask, unless forced — leaves it to the retry, so that a burst of gaps
+// costs one dump and no gap goes unanswered.
 func (s *Syncer) askLimited(force bool) {
-	if now := time.Now(); force || now.Sub(s.lastAsk) >= time.Second {
+	if now := time.Now(); force || now.Sub(s.lastAsk) >= RetryInterval {
 		s.lastAsk = now
 		s.askResync()
+		return
 	}
+	s.wantDump.Store(true)
 }
